@@ -259,33 +259,52 @@ fn text_ranges(file: &object::File<'_>, loads: &[LoadSegment]) -> Vec<Range<u64>
     merged
 }
 
-/// The bias of a module whose mapping of `file_offset` starts at `mapping_start`.
+/// Every bias that could explain a mapping of `file_offset` starting at `mapping_start`,
+/// most likely first.
 ///
 /// The kernel maps each `PT_LOAD` from its offset rounded down to a page, so the mapping that
 /// starts a segment has an offset at most one alignment below `p_offset`; a mapping split
-/// later (RELRO `mprotect`) starts inside a segment. The first case is preferred, nearest
-/// segment first, because it is exact; the second is the fallback.
-pub(crate) fn bias_for(loads: &[LoadSegment], mapping_start: u64, file_offset: u64) -> Option<u64> {
-    let starting_here = loads
-        .iter()
-        .filter(|l| {
-            let align = l.align.max(4096);
-            l.offset >= file_offset && l.offset - file_offset < align
-        })
-        .min_by_key(|l| l.offset - file_offset);
-    let containing = || {
-        loads
-            .iter()
-            .find(|l| file_offset >= l.offset && file_offset - l.offset < l.filesz.max(1))
-    };
-    let segment = starting_here.or_else(containing)?;
-    // avma(x) = mapping_start + (x - file_offset), svma(x) = p_vaddr + (x - p_offset).
-    Some(
+/// later (RELRO `mprotect`) starts inside a segment. When two segments share a file page (the
+/// read-only data and the RELRO start of the data segment, typically), both explain it.
+pub(crate) fn candidate_biases(loads: &[LoadSegment], mapping_start: u64, file_offset: u64) -> Vec<u64> {
+    let bias = |segment: &LoadSegment| {
+        // avma(x) = mapping_start + (x - file_offset), svma(x) = p_vaddr + (x - p_offset).
         mapping_start
             .wrapping_sub(file_offset)
             .wrapping_add(segment.offset)
-            .wrapping_sub(segment.vaddr),
-    )
+            .wrapping_sub(segment.vaddr)
+    };
+    let mut starting_here: Vec<&LoadSegment> = loads
+        .iter()
+        .filter(|l| l.offset >= file_offset && l.offset - file_offset < l.align.max(4096))
+        .collect();
+    starting_here.sort_by_key(|l| l.offset - file_offset);
+    let containing = loads
+        .iter()
+        .filter(|l| file_offset >= l.offset && file_offset - l.offset < l.filesz.max(1));
+    let mut biases: Vec<u64> = Vec::new();
+    for segment in starting_here.into_iter().chain(containing) {
+        let candidate = bias(segment);
+        if !biases.contains(&candidate) {
+            biases.push(candidate);
+        }
+    }
+    biases
+}
+
+/// The one bias explaining the most of a module's mappings; ties go to the order given.
+pub(crate) fn bias_from_mappings(loads: &[LoadSegment], mappings: &[(u64, u64)]) -> Option<u64> {
+    let mut votes: Vec<(u64, usize)> = Vec::new();
+    for &(start, offset) in mappings {
+        for candidate in candidate_biases(loads, start, offset) {
+            match votes.iter_mut().find(|(bias, _)| *bias == candidate) {
+                Some((_, count)) => *count += 1,
+                None => votes.push((candidate, 1)),
+            }
+        }
+    }
+    // max_by_key keeps the last of equals; reverse so the first-seen bias wins ties.
+    votes.iter().rev().max_by_key(|(_, count)| *count).map(|(bias, _)| *bias)
 }
 
 #[cfg(test)]
@@ -301,9 +320,28 @@ mod tests {
         // A typical PIE: text at offset 0x1000, data at 0x2df0 mapped from page 0x2000.
         let loads = [load(0, 0, 0x600), load(0x1000, 0x1000, 0x200), load(0x3df0, 0x2df0, 0x220)];
         let base = 0x5555_5555_4000;
-        assert_eq!(bias_for(&loads, base, 0), Some(base));
-        assert_eq!(bias_for(&loads, base + 0x1000, 0x1000), Some(base));
-        assert_eq!(bias_for(&loads, base + 0x3000, 0x2000), Some(base));
-        assert_eq!(bias_for(&loads, base, 0x9000), None);
+        assert_eq!(candidate_biases(&loads, base, 0), [base]);
+        assert_eq!(candidate_biases(&loads, base + 0x1000, 0x1000), [base]);
+        assert_eq!(candidate_biases(&loads, base + 0x3000, 0x2000), [base]);
+        assert!(candidate_biases(&loads, base, 0x9000).is_empty());
+    }
+
+    #[test]
+    fn a_file_page_shared_by_two_segments_is_settled_by_the_other_mappings() {
+        // rodata at 0x2000 and the RELRO start of the data segment (0x2e00 -> 0x3e00) are
+        // both mapped from file page 0x2000.
+        let loads = [
+            load(0, 0, 0x5e0),
+            load(0x1000, 0x1000, 0x13d),
+            load(0x2000, 0x2000, 0xdc),
+            load(0x3e00, 0x2e00, 0x210),
+        ];
+        let base = 0x5555_5555_4000;
+        let relro = (base + 0x3000, 0x2000);
+        assert_eq!(candidate_biases(&loads, relro.0, relro.1), [base + 0x1000, base]);
+        let all = [(base, 0), (base + 0x1000, 0x1000), (base + 0x2000, 0x2000), relro];
+        assert_eq!(bias_from_mappings(&loads, &all), Some(base));
+        assert_eq!(bias_from_mappings(&loads, &[relro]), Some(base + 0x1000));
+        assert_eq!(bias_from_mappings(&loads, &[]), None);
     }
 }

@@ -310,8 +310,21 @@ impl ModuleInfo {
     /// The bias (`avma - svma`, wrapping) of this module, given that the mapping of the file
     /// at `file_offset` starts at `mapping_start`. `None` when no `PT_LOAD` segment covers
     /// that offset.
+    ///
+    /// Exact for the mapping of file offset 0 and for any page only one segment covers. A
+    /// file page shared by two segments (read-only data and the RELRO start of the data
+    /// segment, typically) is mapped twice and the two mappings cannot be told apart from
+    /// `(start, offset)` alone; then the segment that starts on that page is assumed. Prefer
+    /// the mapping with the lowest file offset, or [`ModuleInfo::bias_from_mappings`].
     pub fn bias_for(&self, mapping_start: u64, file_offset: u64) -> Option<u64> {
-        elf::bias_for(&self.loads, mapping_start, file_offset)
+        elf::candidate_biases(&self.loads, mapping_start, file_offset).first().copied()
+    }
+
+    /// The bias that explains the most of this module's mappings, each given as
+    /// `(mapping_start, file_offset)`; robust against the shared-page ambiguity of
+    /// [`ModuleInfo::bias_for`]. Ties go to the mapping listed first.
+    pub fn bias_from_mappings(&self, mappings: &[(u64, u64)]) -> Option<u64> {
+        elf::bias_from_mappings(&self.loads, mappings)
     }
 
     /// The unwind sections; cheap to call (the bytes are shared, not copied).
