@@ -40,7 +40,7 @@ APT_PKGS=(gcc gdb elfutils binutils file python3 libc6-dbg)
 install_deps() {
   local missing=() p
   for p in "${APT_PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
   done
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
@@ -193,8 +193,10 @@ case_debuglink() {
   # .gnu_debuglink (file name + CRC32). No build-id tree anywhere.
   ( cd "$d" && objcopy --strip-all --add-gnu-debuglink=.debug/exe.debug exe.full exe )
   rm -f "$d/exe.full"
-  readelf -S "$d/exe" | grep -q '\.gnu_debuglink' || die "debuglink: objcopy did not add .gnu_debuglink"
-  ! readelf -S "$d/exe" | grep -qE '\.symtab|\.debug_info' || die "debuglink: exe is not stripped"
+  # (grep > /dev/null, not grep -q: with pipefail, an early grep exit fails the pipeline)
+  local sections; sections=$(readelf -SW "$d/exe")
+  grep '\.gnu_debuglink' <<< "$sections" > /dev/null || die "debuglink: objcopy did not add .gnu_debuglink"
+  ! grep -E '\.symtab|\.debug_info' <<< "$sections" > /dev/null || die "debuglink: exe is not stripped"
   run_crash "$d" ./exe
   finish "$d" --signal 11 --match prefix --frames 'level3,level2,level1,main' \
     --other-contains idle_worker \
@@ -210,7 +212,7 @@ case_compressed_debug() {
   # no-op, gcc -gz=zstd is rejected): zlib, as ELF SHF_COMPRESSED sections.
   local flags="-O2 -g -gz=zlib -pthread"
   gcc $flags -o "$d/exe" "$SRC/inline_crash.c"
-  readelf -t "$d/exe" | grep -A3 '\.debug_info$' | grep -q COMPRESSED ||
+  readelf -t "$d/exe" | grep -A3 '\.debug_info$' | grep COMPRESSED > /dev/null ||
     die "compressed-debug: .debug_info is not SHF_COMPRESSED"
   run_crash "$d" ./exe
   finish "$d" --signal 11 --match prefix \

@@ -18,8 +18,12 @@ static void *idle_worker(void *arg) {
     for (;;) pause();
     return NULL;
 }
+__attribute__((noinline, noipa)) void note_value(int x) { sink = x; }
 __attribute__((noinline, noipa)) int level3(int *p, int x) {
     *p = x;                      /* SIGSEGV: p == NULL */
+    /* never reached; the call makes level3 a non-leaf, so on arm64 x30 still holds level3's
+       own return address (PAC-signed under -mbranch-protection) when the store faults */
+    note_value(x);
     return x + 3;
 }
 __attribute__((noinline, noipa)) int level2(int *p, int x) {

@@ -22,6 +22,13 @@ sys.path.insert(0, TOOLS)
 import check  # noqa: E402
 
 
+def gdb_text(path):
+    """gdb's output with gdb 13's aarch64 "0x... [PAC] in fn" marker (the saved return address
+    carried a pointer-authentication code) reduced to "0x... in fn", which check.py parses."""
+    text = open(path, errors="replace").read()
+    return re.sub(r"^(#\d+\s+0x[0-9a-f]+) \[PAC\] in ", r"\1 in ", text, flags=re.M)
+
+
 def thread_names(text):
     threads, _ = check.parse_gdb(text)
     raw = [f["fn"] for fr in threads.values() for f in fr]
@@ -47,7 +54,11 @@ def verify_core(casedir):
     exp_path = os.path.join(casedir, "expected.json")
     exp = json.load(open(exp_path))
     problems = []
-    verdict = check.check("gdb", os.path.join(casedir, "gdb-bt.txt"), exp_path)
+    normalised = os.path.join(casedir, "gdb-bt.normalised.txt")
+    with open(normalised, "w") as f:
+        f.write(gdb_text(os.path.join(casedir, "gdb-bt.txt")))
+    verdict = check.check("gdb", normalised, exp_path)
+    os.unlink(normalised)
     if not verdict["correct"]:
         problems.append("gdb's backtrace does not match expected.json: %s" % json.dumps(
             {k: verdict.get(k) for k in ("frames_ok", "frames_progress", "threads_seen",
@@ -59,7 +70,7 @@ def verify_core(casedir):
     elif int(m.group(1)) != exp["crash_tid"]:
         problems.append("the program crashed on tid %s but the core's first thread is %s"
                         % (m.group(1), exp["crash_tid"]))
-    names = thread_names(open(os.path.join(casedir, "gdb-bt.txt"), errors="replace").read())
+    names = thread_names(gdb_text(os.path.join(casedir, "gdb-bt.txt")))
     for tid, spec in exp.get("thread_frames", {}).items():
         if not frames_match(names.get(int(tid), []), spec):
             problems.append("thread %s: gdb shows %s, expected %s" % (tid, names.get(int(tid)), spec))
@@ -76,7 +87,7 @@ def verify_live(expected, stdout, gdb_out):
         p = line.split()
         if len(p) == 3 and p[0] == "tid":
             roles[p[2]] = int(p[1])
-    names = thread_names(open(gdb_out, errors="replace").read())
+    names = thread_names(gdb_text(gdb_out))
     problems = []
     if set(roles) != set(exp["roles"]):
         problems.append("roles printed %s != expected %s" % (sorted(roles), sorted(exp["roles"])))
