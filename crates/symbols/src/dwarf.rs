@@ -34,7 +34,9 @@ unsafe impl gimli::CloneStableDeref for SectionBytes {}
 
 impl fmt::Debug for SectionBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SectionBytes").field("range", &self.range).finish()
+        f.debug_struct("SectionBytes")
+            .field("range", &self.range)
+            .finish()
     }
 }
 
@@ -65,7 +67,13 @@ pub(crate) fn load_context(owner: &SharedBytes) -> Result<DwarfContext, String> 
     } else {
         gimli::RunTimeEndian::Big
     };
-    let empty = Reader::new(SectionBytes { owner: owner.clone(), range: 0..0 }, endian);
+    let empty = Reader::new(
+        SectionBytes {
+            owner: owner.clone(),
+            range: 0..0,
+        },
+        endian,
+    );
     let dwarf = gimli::Dwarf::load(|id| -> Result<Reader, String> {
         if !NEEDED.contains(&id) {
             return Ok(empty.clone());
@@ -73,7 +81,13 @@ pub(crate) fn load_context(owner: &SharedBytes) -> Result<DwarfContext, String> 
         let section = elf::section_ref(&file, owner, id.name())
             .map_err(|e| format!("section {}: {e}", id.name()))?;
         Ok(match section {
-            Some(s) => Reader::new(SectionBytes { owner: s.owner, range: s.range }, endian),
+            Some(s) => Reader::new(
+                SectionBytes {
+                    owner: s.owner,
+                    range: s.range,
+                },
+                endian,
+            ),
             None => empty.clone(),
         })
     })?;

@@ -62,16 +62,28 @@ pub(crate) fn parse(data: &[u8]) -> Result<object::File<'_>, String> {
     }
 }
 
-pub(crate) fn read_facts(bytes: &SharedBytes, warnings: &mut Vec<String>) -> Result<ElfFacts, String> {
+pub(crate) fn read_facts(
+    bytes: &SharedBytes,
+    warnings: &mut Vec<String>,
+) -> Result<ElfFacts, String> {
     let data = bytes_of(bytes);
     let file = parse(data)?;
     let (e_machine, headers) = match &file {
-        object::File::Elf32(elf) => (elf.elf_header().e_machine(elf.endian()).0, program_headers(elf)),
-        object::File::Elf64(elf) => (elf.elf_header().e_machine(elf.endian()).0, program_headers(elf)),
+        object::File::Elf32(elf) => (
+            elf.elf_header().e_machine(elf.endian()).0,
+            program_headers(elf),
+        ),
+        object::File::Elf64(elf) => (
+            elf.elf_header().e_machine(elf.endian()).0,
+            program_headers(elf),
+        ),
         _ => return Err("not ELF".to_string()),
     };
-    let loads: Vec<LoadSegment> =
-        headers.iter().filter(|h| h.kind == PT_LOAD.0).map(|h| h.segment).collect();
+    let loads: Vec<LoadSegment> = headers
+        .iter()
+        .filter(|h| h.kind == PT_LOAD.0)
+        .map(|h| h.segment)
+        .collect();
 
     let build_id = match file.build_id() {
         Ok(id) => id.filter(|id| !id.is_empty()).map(<[u8]>::to_vec),
@@ -113,10 +125,9 @@ pub(crate) fn read_facts(bytes: &SharedBytes, warnings: &mut Vec<String>) -> Res
             .and_then(|h| segment_ref(bytes, &h.segment));
     }
     if unwind.eh_frame.is_none() {
-        unwind.eh_frame = unwind
-            .eh_frame_hdr
-            .as_ref()
-            .and_then(|hdr| eh_frame_from_hdr(hdr, &loads, bytes, file.is_little_endian(), file.is_64()));
+        unwind.eh_frame = unwind.eh_frame_hdr.as_ref().and_then(|hdr| {
+            eh_frame_from_hdr(hdr, &loads, bytes, file.is_little_endian(), file.is_64())
+        });
     }
 
     Ok(ElfFacts {
@@ -158,7 +169,8 @@ fn program_headers<Elf: FileHeader<Endian = object::Endianness>>(
 /// Whether a section exists with bytes in this file (debug files keep `.text` etc. as
 /// `NOBITS`; stripped files have no `.debug_*` at all).
 pub(crate) fn has_contents(file: &object::File<'_>, name: &str) -> bool {
-    file.section_by_name(name).is_some_and(|s| s.file_range().is_some_and(|(_, size)| size > 0))
+    file.section_by_name(name)
+        .is_some_and(|s| s.file_range().is_some_and(|(_, size)| size > 0))
 }
 
 /// The bytes of a named section: a range of the mapped file, or a decompressed copy when the
@@ -168,7 +180,9 @@ pub(crate) fn section_ref(
     owner: &SharedBytes,
     name: &str,
 ) -> Result<Option<SectionRef>, String> {
-    let Some(section) = file.section_by_name(name) else { return Ok(None) };
+    let Some(section) = file.section_by_name(name) else {
+        return Ok(None);
+    };
     if section.file_range().is_none() {
         return Ok(None); // NOBITS: the bytes are in the other file
     }
@@ -177,9 +191,16 @@ pub(crate) fn section_ref(
     if compressed.format == CompressionFormat::None {
         let range = file_range(owner, compressed.offset, compressed.compressed_size)
             .ok_or("its file range lies outside the file")?;
-        return Ok(Some(SectionRef { svma, owner: owner.clone(), range }));
+        return Ok(Some(SectionRef {
+            svma,
+            owner: owner.clone(),
+            range,
+        }));
     }
-    let limit = compressed.compressed_size.saturating_mul(MAX_RATIO).min(MAX_DECOMPRESSED);
+    let limit = compressed
+        .compressed_size
+        .saturating_mul(MAX_RATIO)
+        .min(MAX_DECOMPRESSED);
     if compressed.uncompressed_size > limit {
         return Err(format!(
             "it claims to decompress to {} bytes from {}",
@@ -192,7 +213,11 @@ pub(crate) fn section_ref(
         .map_err(|e| format!("decompression failed: {e}"))?
         .into_owned();
     let range = 0..data.len();
-    Ok(Some(SectionRef { svma, owner: Arc::new(data), range }))
+    Ok(Some(SectionRef {
+        svma,
+        owner: Arc::new(data),
+        range,
+    }))
 }
 
 fn file_range(owner: &SharedBytes, offset: u64, size: u64) -> Option<Range<usize>> {
@@ -203,7 +228,11 @@ fn file_range(owner: &SharedBytes, offset: u64, size: u64) -> Option<Range<usize
 
 fn segment_ref(owner: &SharedBytes, segment: &LoadSegment) -> Option<SectionRef> {
     let range = file_range(owner, segment.offset, segment.filesz)?;
-    Some(SectionRef { svma: segment.vaddr, owner: owner.clone(), range })
+    Some(SectionRef {
+        svma: segment.vaddr,
+        owner: owner.clone(),
+        range,
+    })
 }
 
 /// Finds `.eh_frame` through the pointer in `.eh_frame_hdr`; its end is unknown, so the
@@ -215,17 +244,29 @@ fn eh_frame_from_hdr(
     little_endian: bool,
     is_64: bool,
 ) -> Option<SectionRef> {
-    let endian = if little_endian { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+    let endian = if little_endian {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
     let bases = gimli::BaseAddresses::default().set_eh_frame_hdr(hdr.svma);
     let parsed = gimli::EhFrameHdr::new(hdr.data(), endian)
         .parse(&bases, if is_64 { 8 } else { 4 })
         .ok()?;
-    let gimli::Pointer::Direct(svma) = parsed.eh_frame_ptr() else { return None };
-    let segment = loads.iter().find(|l| svma >= l.vaddr && svma - l.vaddr < l.filesz)?;
+    let gimli::Pointer::Direct(svma) = parsed.eh_frame_ptr() else {
+        return None;
+    };
+    let segment = loads
+        .iter()
+        .find(|l| svma >= l.vaddr && svma - l.vaddr < l.filesz)?;
     let start = segment.offset.checked_add(svma - segment.vaddr)?;
     let size = segment.filesz - (svma - segment.vaddr);
     let range = file_range(owner, start, size)?;
-    Some(SectionRef { svma, owner: owner.clone(), range })
+    Some(SectionRef {
+        svma,
+        owner: owner.clone(),
+        range,
+    })
 }
 
 /// Executable code ranges: allocated `SHF_EXECINSTR` sections, else `PF_X` segments.
@@ -266,7 +307,11 @@ fn text_ranges(file: &object::File<'_>, loads: &[LoadSegment]) -> Vec<Range<u64>
 /// starts a segment has an offset at most one alignment below `p_offset`; a mapping split
 /// later (RELRO `mprotect`) starts inside a segment. When two segments share a file page (the
 /// read-only data and the RELRO start of the data segment, typically), both explain it.
-pub(crate) fn candidate_biases(loads: &[LoadSegment], mapping_start: u64, file_offset: u64) -> Vec<u64> {
+pub(crate) fn candidate_biases(
+    loads: &[LoadSegment],
+    mapping_start: u64,
+    file_offset: u64,
+) -> Vec<u64> {
     let bias = |segment: &LoadSegment| {
         // avma(x) = mapping_start + (x - file_offset), svma(x) = p_vaddr + (x - p_offset).
         mapping_start
@@ -304,7 +349,11 @@ pub(crate) fn bias_from_mappings(loads: &[LoadSegment], mappings: &[(u64, u64)])
         }
     }
     // max_by_key keeps the last of equals; reverse so the first-seen bias wins ties.
-    votes.iter().rev().max_by_key(|(_, count)| *count).map(|(bias, _)| *bias)
+    votes
+        .iter()
+        .rev()
+        .max_by_key(|(_, count)| *count)
+        .map(|(bias, _)| *bias)
 }
 
 #[cfg(test)]
@@ -312,13 +361,24 @@ mod tests {
     use super::*;
 
     fn load(vaddr: u64, offset: u64, filesz: u64) -> LoadSegment {
-        LoadSegment { vaddr, memsz: filesz, offset, filesz, align: 0x1000, flags: 0 }
+        LoadSegment {
+            vaddr,
+            memsz: filesz,
+            offset,
+            filesz,
+            align: 0x1000,
+            flags: 0,
+        }
     }
 
     #[test]
     fn bias_from_a_segment_that_starts_mid_page() {
         // A typical PIE: text at offset 0x1000, data at 0x2df0 mapped from page 0x2000.
-        let loads = [load(0, 0, 0x600), load(0x1000, 0x1000, 0x200), load(0x3df0, 0x2df0, 0x220)];
+        let loads = [
+            load(0, 0, 0x600),
+            load(0x1000, 0x1000, 0x200),
+            load(0x3df0, 0x2df0, 0x220),
+        ];
         let base = 0x5555_5555_4000;
         assert_eq!(candidate_biases(&loads, base, 0), [base]);
         assert_eq!(candidate_biases(&loads, base + 0x1000, 0x1000), [base]);
@@ -338,8 +398,16 @@ mod tests {
         ];
         let base = 0x5555_5555_4000;
         let relro = (base + 0x3000, 0x2000);
-        assert_eq!(candidate_biases(&loads, relro.0, relro.1), [base + 0x1000, base]);
-        let all = [(base, 0), (base + 0x1000, 0x1000), (base + 0x2000, 0x2000), relro];
+        assert_eq!(
+            candidate_biases(&loads, relro.0, relro.1),
+            [base + 0x1000, base]
+        );
+        let all = [
+            (base, 0),
+            (base + 0x1000, 0x1000),
+            (base + 0x2000, 0x2000),
+            relro,
+        ];
         assert_eq!(bias_from_mappings(&loads, &all), Some(base));
         assert_eq!(bias_from_mappings(&loads, &[relro]), Some(base + 0x1000));
         assert_eq!(bias_from_mappings(&loads, &[]), None);

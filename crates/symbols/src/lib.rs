@@ -198,7 +198,10 @@ impl fmt::Debug for ModuleInfo {
 impl ModuleInfo {
     /// Maps the ELF file at `path` and finds its debug file.
     pub fn open(path: &Path, search: &DebugSearch) -> Result<ModuleInfo, SymbolError> {
-        let io_error = |source| SymbolError::Io { path: path.to_path_buf(), source };
+        let io_error = |source| SymbolError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let map = elf::map_file(path).map_err(io_error)?;
         Self::build(path.to_path_buf(), map, search, true)
     }
@@ -220,13 +223,19 @@ impl ModuleInfo {
         on_disk: bool,
     ) -> Result<ModuleInfo, SymbolError> {
         let mut warnings = Vec::new();
-        let facts = elf::read_facts(&bytes, &mut warnings)
-            .map_err(|reason| SymbolError::NotElf { path: path.clone(), reason })?;
+        let facts =
+            elf::read_facts(&bytes, &mut warnings).map_err(|reason| SymbolError::NotElf {
+                path: path.clone(),
+                reason,
+            })?;
 
         let debug = if facts.has_debug_info {
             None
         } else {
-            let debuglink = facts.debuglink.as_ref().map(|(name, crc)| (name.as_slice(), *crc));
+            let debuglink = facts
+                .debuglink
+                .as_ref()
+                .map(|(name, crc)| (name.as_slice(), *crc));
             search::find_debug_file(
                 on_disk.then_some(path.as_path()),
                 facts.build_id.as_deref(),
@@ -243,7 +252,10 @@ impl ModuleInfo {
         let dwarf_owner = if facts.has_debug_info {
             Some(bytes.clone())
         } else {
-            debug.as_ref().filter(|d| d.has_debug_info).map(|d| d.bytes.clone())
+            debug
+                .as_ref()
+                .filter(|d| d.has_debug_info)
+                .map(|d| d.bytes.clone())
         };
 
         Ok(ModuleInfo {
@@ -303,7 +315,12 @@ impl ModuleInfo {
     /// The SVMA span of the `PT_LOAD` segments (empty when there are none).
     pub fn svma_range(&self) -> Range<u64> {
         let start = self.loads.iter().map(|l| l.vaddr).min().unwrap_or(0);
-        let end = self.loads.iter().map(|l| l.vaddr.saturating_add(l.memsz)).max().unwrap_or(0);
+        let end = self
+            .loads
+            .iter()
+            .map(|l| l.vaddr.saturating_add(l.memsz))
+            .max()
+            .unwrap_or(0);
         start..end.max(start)
     }
 
@@ -317,7 +334,9 @@ impl ModuleInfo {
     /// `(start, offset)` alone; then the segment that starts on that page is assumed. Prefer
     /// the mapping with the lowest file offset, or [`ModuleInfo::bias_from_mappings`].
     pub fn bias_for(&self, mapping_start: u64, file_offset: u64) -> Option<u64> {
-        elf::candidate_biases(&self.loads, mapping_start, file_offset).first().copied()
+        elf::candidate_biases(&self.loads, mapping_start, file_offset)
+            .first()
+            .copied()
     }
 
     /// The bias that explains the most of this module's mappings, each given as
@@ -363,12 +382,16 @@ impl ModuleInfo {
         let symbol = self.symbol_table().lookup(svma);
         match (frames.last_mut(), symbol) {
             (Some(outermost), Some(symbol)) => {
-                let same_function = outermost.mangled.as_deref() == Some(symbol.name);
-                if outermost.function.is_none() {
+                let dwarf_name = outermost.mangled.as_deref();
+                let is_alias = dwarf_name.is_some_and(|name| symbol.is_alias(name));
+                if outermost.function.is_none() || is_alias {
+                    // DWARF may name a function by an internal alias of it (glibc's
+                    // `__GI_abort` for `abort`); the symbol table knows which of the names
+                    // at that address is the public one.
                     outermost.function = Some(symtab::demangle(symbol.name));
                     outermost.mangled = Some(symbol.name.to_string());
                     outermost.symbol_offset = Some(symbol.offset);
-                } else if same_function || symbol.contains {
+                } else if symbol.contains {
                     outermost.symbol_offset = Some(symbol.offset);
                 }
             }
@@ -398,7 +421,9 @@ impl ModuleInfo {
                 }
             }
         });
-        let Some(context) = context else { return Vec::new() };
+        let Some(context) = context else {
+            return Vec::new();
+        };
         let (frames, error) = dwarf::find_frames(&lock(context), svma);
         if let Some(error) = error {
             self.warn(format!(
@@ -438,7 +463,9 @@ impl ModuleInfo {
 /// Locks a mutex, going on with the data when a panic poisoned it: the data is a cache or a
 /// list of warnings, never left half-updated in a way that matters.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -458,9 +485,18 @@ mod tests {
 
     #[test]
     fn roots_follow_the_sysroot() {
-        let host = DebugSearch { sysroot: None, debug_dirs: vec![PathBuf::from("/a")] };
-        assert_eq!(host.roots(), vec![PathBuf::from("/a"), PathBuf::from("/usr/lib/debug")]);
-        let sysroot = DebugSearch { sysroot: Some(PathBuf::from("/s")), debug_dirs: vec![] };
+        let host = DebugSearch {
+            sysroot: None,
+            debug_dirs: vec![PathBuf::from("/a")],
+        };
+        assert_eq!(
+            host.roots(),
+            vec![PathBuf::from("/a"), PathBuf::from("/usr/lib/debug")]
+        );
+        let sysroot = DebugSearch {
+            sysroot: Some(PathBuf::from("/s")),
+            debug_dirs: vec![],
+        };
         assert_eq!(sysroot.roots(), vec![PathBuf::from("/s/usr/lib/debug")]);
     }
 
@@ -469,9 +505,17 @@ mod tests {
         let search = DebugSearch::default();
         for bytes in [Vec::new(), b"\x7fELF".to_vec(), vec![0xff; 4096]] {
             let error = ModuleInfo::from_bytes("junk", bytes, &search).unwrap_err();
-            assert!(error.to_string().starts_with("junk is not a readable ELF file"), "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("junk is not a readable ELF file"),
+                "{error}"
+            );
         }
         let missing = ModuleInfo::open(Path::new("/nonexistent/coresnap"), &search).unwrap_err();
-        assert!(missing.to_string().contains("/nonexistent/coresnap"), "{missing}");
+        assert!(
+            missing.to_string().contains("/nonexistent/coresnap"),
+            "{missing}"
+        );
     }
 }

@@ -35,7 +35,10 @@ pub(crate) fn find_debug_file(
     if let Some(id) = build_id.filter(|id| id.len() >= 2) {
         let (first, rest) = id.split_at(1);
         let relative = format!(".build-id/{}/{}.debug", hex(first), hex(rest));
-        let expect = Expect { build_id: Some(id), crc: None };
+        let expect = Expect {
+            build_id: Some(id),
+            crc: None,
+        };
         for root in &roots {
             if let Some(found) = try_candidate(&root.join(&relative), &expect, warnings) {
                 return Some(found);
@@ -47,8 +50,14 @@ pub(crate) fn find_debug_file(
     let name = std::str::from_utf8(name).ok().map(Path::new)?;
     // The link is a bare file name; anything that would climb out of the directories searched
     // is ignored rather than followed.
-    if name.components().any(|c| !matches!(c, Component::Normal(_))) {
-        warnings.push(format!(".gnu_debuglink names {}, which is not a file name", name.display()));
+    if name
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        warnings.push(format!(
+            ".gnu_debuglink names {}, which is not a file name",
+            name.display()
+        ));
         return None;
     }
     let module_path = module_path?;
@@ -65,9 +74,16 @@ pub(crate) fn find_debug_file(
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
         .collect();
-    candidates.extend(roots.iter().map(|root| root.join(&seen_directory).join(name)));
+    candidates.extend(
+        roots
+            .iter()
+            .map(|root| root.join(&seen_directory).join(name)),
+    );
 
-    let expect = Expect { build_id, crc: Some(crc) };
+    let expect = Expect {
+        build_id,
+        crc: Some(crc),
+    };
     let module_identity = same_file::identity(module_path);
     for candidate in candidates {
         if module_identity.is_some() && same_file::identity(&candidate) == module_identity {
@@ -80,14 +96,21 @@ pub(crate) fn find_debug_file(
     None
 }
 
-fn try_candidate(path: &Path, expect: &Expect<'_>, warnings: &mut Vec<String>) -> Option<DebugFile> {
+fn try_candidate(
+    path: &Path,
+    expect: &Expect<'_>,
+    warnings: &mut Vec<String>,
+) -> Option<DebugFile> {
     if !path.is_file() {
         return None;
     }
     let map = match elf::map_file(path) {
         Ok(map) => map,
         Err(e) => {
-            warnings.push(format!("debug file {} could not be read: {e}", path.display()));
+            warnings.push(format!(
+                "debug file {} could not be read: {e}",
+                path.display()
+            ));
             return None;
         }
     };
@@ -136,14 +159,23 @@ fn try_candidate(path: &Path, expect: &Expect<'_>, warnings: &mut Vec<String>) -
     let debug_frame = match elf::section_ref(&file, &bytes, ".debug_frame") {
         Ok(section) => section,
         Err(e) => {
-            warnings.push(format!("{}: section .debug_frame unreadable: {e}", path.display()));
+            warnings.push(format!(
+                "{}: section .debug_frame unreadable: {e}",
+                path.display()
+            ));
             None
         }
     };
     let has_debug_info = elf::has_contents(&file, ".debug_info");
     let has_symtab = file.symbol_table().is_some();
     drop(file);
-    Some(DebugFile { path: path.to_path_buf(), bytes, has_debug_info, has_symtab, debug_frame })
+    Some(DebugFile {
+        path: path.to_path_buf(),
+        bytes,
+        has_debug_info,
+        has_symtab,
+        debug_frame,
+    })
 }
 
 /// Comparing files by device and inode, so a link that names the module itself (through

@@ -17,7 +17,7 @@ struct Symbol {
     size: u64,
     name: Box<str>,
     /// Higher is preferred among symbols at one address: FUNC over others, then GLOBAL over
-    /// WEAK over LOCAL (so `abort` wins over the alias `__GI_abort`).
+    /// WEAK over LOCAL (so `abort` wins over the local alias `__GI_abort`).
     rank: u8,
 }
 
@@ -28,6 +28,15 @@ pub(crate) struct SymbolHit<'a> {
     pub offset: u64,
     /// The symbol has a size and the address lies within it.
     pub contains: bool,
+    /// Every symbol at the same address (aliases), best first.
+    aliases: &'a [Symbol],
+}
+
+impl SymbolHit<'_> {
+    /// Whether `name` is one of the names at this symbol's address.
+    pub(crate) fn is_alias(&self, name: &str) -> bool {
+        self.aliases.iter().any(|s| &*s.name == name)
+    }
 }
 
 #[derive(Default)]
@@ -58,9 +67,7 @@ impl SymbolTable {
                 Err(e) => warnings.push(format!("debug file symbol table unreadable: {e}")),
             }
         }
-        symbols.sort_by(|a, b| {
-            a.address.cmp(&b.address).then(b.rank.cmp(&a.rank)).then(a.name.cmp(&b.name))
-        });
+        symbols.sort_by(|a, b| a.address.cmp(&b.address).then_with(|| preference(a, b)));
         symbols.dedup_by(|b, a| a.address == b.address && a.name == b.name);
         symbols.shrink_to_fit();
         SymbolTable { symbols }
@@ -76,8 +83,10 @@ impl SymbolTable {
             let Some(last) = group_end.checked_sub(1).and_then(|i| self.symbols.get(i)) else {
                 break;
             };
-            let group_start =
-                self.symbols.get(..group_end)?.partition_point(|s| s.address < last.address);
+            let group_start = self
+                .symbols
+                .get(..group_end)?
+                .partition_point(|s| s.address < last.address);
             let group = self.symbols.get(group_start..group_end)?;
             // The group is sorted best first.
             let best = group.first()?;
@@ -85,15 +94,37 @@ impl SymbolTable {
             let offset = svma.wrapping_sub(best.address); // best.address <= svma by the search
             if size > 0 {
                 if offset < size {
-                    return Some(SymbolHit { name: &best.name, offset, contains: true });
+                    return Some(SymbolHit {
+                        name: &best.name,
+                        offset,
+                        contains: true,
+                        aliases: group,
+                    });
                 }
             } else if group_end == end {
-                unsized_nearest = Some(SymbolHit { name: &best.name, offset, contains: false });
+                unsized_nearest = Some(SymbolHit {
+                    name: &best.name,
+                    offset,
+                    contains: false,
+                    aliases: group,
+                });
             }
             group_end = group_start;
         }
         unsized_nearest
     }
+}
+
+/// Best first among symbols at one address: by rank, then the plainer name (fewer leading
+/// underscores, then shorter), so `printf` wins over `_IO_printf` and `malloc` over
+/// `__libc_malloc`; the name itself settles the rest so the choice never depends on order.
+fn preference(a: &Symbol, b: &Symbol) -> std::cmp::Ordering {
+    let underscores = |s: &Symbol| s.name.bytes().take_while(|&b| b == b'_').count();
+    b.rank
+        .cmp(&a.rank)
+        .then_with(|| underscores(a).cmp(&underscores(b)))
+        .then_with(|| a.name.len().cmp(&b.name.len()))
+        .then_with(|| a.name.cmp(&b.name))
 }
 
 fn collect<'data, 'file, S>(
@@ -143,9 +174,13 @@ fn collect<'data, 'file, S>(
 pub(crate) fn demangle(name: &str) -> String {
     let demangled = catch_unwind(AssertUnwindSafe(|| {
         if name.starts_with("_R") || is_rust_legacy(name) {
-            rustc_demangle::try_demangle(name).ok().map(|d| format!("{d:#}"))
+            rustc_demangle::try_demangle(name)
+                .ok()
+                .map(|d| format!("{d:#}"))
         } else if name.starts_with("_Z") {
-            cpp_demangle::Symbol::new(name).ok().and_then(|s| s.demangle().ok())
+            cpp_demangle::Symbol::new(name)
+                .ok()
+                .and_then(|s| s.demangle().ok())
         } else {
             None
         }
@@ -159,10 +194,17 @@ fn is_rust_legacy(name: &str) -> bool {
     }
     // LLVM may append `.llvm.<digits>` or similar after the mangled name.
     let mangled = name.split('.').next().unwrap_or(name);
-    let Some(body) = mangled.strip_suffix('E') else { return false };
-    let Some(hash_start) = body.len().checked_sub(19) else { return false };
-    let Some(hash) = body.get(hash_start..) else { return false };
-    hash.strip_prefix("17h").is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+    let Some(body) = mangled.strip_suffix('E') else {
+        return false;
+    };
+    let Some(hash_start) = body.len().checked_sub(19) else {
+        return false;
+    };
+    let Some(hash) = body.get(hash_start..) else {
+        return false;
+    };
+    hash.strip_prefix("17h")
+        .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -182,9 +224,14 @@ mod tests {
     fn table(symbols: &[(u64, u64, &str, u8)]) -> SymbolTable {
         let mut symbols: Vec<Symbol> = symbols
             .iter()
-            .map(|&(address, size, name, rank)| Symbol { address, size, name: name.into(), rank })
+            .map(|&(address, size, name, rank)| Symbol {
+                address,
+                size,
+                name: name.into(),
+                rank,
+            })
             .collect();
-        symbols.sort_by(|a, b| a.address.cmp(&b.address).then(b.rank.cmp(&a.rank)));
+        symbols.sort_by(|a, b| a.address.cmp(&b.address).then_with(|| preference(a, b)));
         SymbolTable { symbols }
     }
 
@@ -193,16 +240,22 @@ mod tests {
         let t = table(&[
             (0x100, 0x20, "__GI_abort", 4),
             (0x100, 0x20, "abort", 6),
+            (0x100, 0x20, "_IO_abort", 6),
             (0x200, 0x100, "big", 6),
             (0x210, 0x8, "inner", 4),
             (0x400, 0, "label", 2),
         ]);
         let hit = t.lookup(0x104).unwrap();
         assert_eq!((hit.name, hit.offset, hit.contains), ("abort", 4, true));
+        assert!(hit.is_alias("__GI_abort") && !hit.is_alias("big"));
         assert!(t.lookup(0x120).is_none(), "past the end of a sized symbol");
         assert!(t.lookup(0xff).is_none());
         let hit = t.lookup(0x280).unwrap();
-        assert_eq!((hit.name, hit.offset), ("big", 0x80), "enclosing symbol behind a nested one");
+        assert_eq!(
+            (hit.name, hit.offset),
+            ("big", 0x80),
+            "enclosing symbol behind a nested one"
+        );
         let hit = t.lookup(0x450).unwrap();
         assert_eq!((hit.name, hit.offset, hit.contains), ("label", 0x50, false));
     }

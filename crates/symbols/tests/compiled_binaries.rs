@@ -28,13 +28,20 @@ int main(int argc, char **argv) {
 fn isolated(scratch: &Scratch) -> DebugSearch {
     let sysroot = scratch.path("empty-sysroot");
     std::fs::create_dir_all(&sysroot).expect("create empty sysroot");
-    DebugSearch { sysroot: Some(sysroot), debug_dirs: Vec::new() }
+    DebugSearch {
+        sysroot: Some(sysroot),
+        debug_dirs: Vec::new(),
+    }
 }
 
 fn gcc(scratch: &Scratch, source_name: &str, source: &str, out: &str, flags: &[&str]) -> PathBuf {
     let source_path = scratch.write(source_name, source);
     let out_path = scratch.path(out);
-    let compiler = if source_name.ends_with(".cpp") { "g++" } else { "gcc" };
+    let compiler = if source_name.ends_with(".cpp") {
+        "g++"
+    } else {
+        "gcc"
+    };
     let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     args.extend([s(&source_path), "-o".to_string(), s(&out_path)]);
     run(compiler, &args);
@@ -54,13 +61,24 @@ fn check_inlined(opt: &str) {
     let exe = gcc(&scratch, "inline.c", INLINE_C, "inline", &["-g", opt]);
     let module = ModuleInfo::open(&exe, &isolated(&scratch)).expect("open");
     assert!(module.has_debug_info() && module.has_symbols());
-    assert_eq!(module.debug_file(), None, "the binary carries its own DWARF");
+    assert_eq!(
+        module.debug_file(),
+        None,
+        "the binary carries its own DWARF"
+    );
 
     let (start, size) = nm_symbol(&exe, "outer", false);
     let (address, frames) = find_inlined_address(&module, start, size);
     let names: Vec<_> = frames.iter().map(|f| f.function.as_deref()).collect();
-    assert_eq!(names, [Some("leaf"), Some("middle"), Some("outer")], "{opt}: {frames:#?}");
-    assert_eq!(frames.iter().map(|f| f.inlined).collect::<Vec<_>>(), [true, true, false]);
+    assert_eq!(
+        names,
+        [Some("leaf"), Some("middle"), Some("outer")],
+        "{opt}: {frames:#?}"
+    );
+    assert_eq!(
+        frames.iter().map(|f| f.inlined).collect::<Vec<_>>(),
+        [true, true, false]
+    );
     let lines: Vec<_> = frames.iter().map(|f| f.line).collect();
     assert_eq!(
         lines,
@@ -72,15 +90,26 @@ fn check_inlined(opt: &str) {
         "{opt}: {frames:#?}"
     );
     for frame in &frames {
-        assert!(frame.file.as_deref().is_some_and(|f| f.ends_with("/inline.c")), "{frame:?}");
+        assert!(
+            frame
+                .file
+                .as_deref()
+                .is_some_and(|f| f.ends_with("/inline.c")),
+            "{frame:?}"
+        );
     }
     assert_eq!(frames[2].symbol_offset, Some(address - start));
-    assert_eq!(frames[0].symbol_offset, None, "only the real frame has a symbol offset");
+    assert_eq!(
+        frames[0].symbol_offset, None,
+        "only the real frame has a symbol offset"
+    );
 
     // binutils agrees on the whole chain.
     let expected: Vec<(String, Option<u32>)> = binutils_frames(&exe, address);
-    let ours: Vec<(String, Option<u32>)> =
-        frames.iter().map(|f| (f.function.clone().unwrap_or_default(), f.line)).collect();
+    let ours: Vec<(String, Option<u32>)> = frames
+        .iter()
+        .map(|f| (f.function.clone().unwrap_or_default(), f.line))
+        .collect();
     assert_eq!(ours, expected, "{opt} at {address:#x}");
 
     // A second lookup comes from the cache and is identical.
@@ -128,7 +157,11 @@ fn cpp_templates_and_namespaces_are_demangled() {
         let (start, _) = nm_symbol(&exe, mangled, false);
         let frames = module.symbolize(start + 1);
         let real = frames.last().expect("a frame");
-        assert_eq!(real.function.as_deref(), Some(demangled.as_str()), "{frames:#?}");
+        assert_eq!(
+            real.function.as_deref(),
+            Some(demangled.as_str()),
+            "{frames:#?}"
+        );
         assert_eq!(real.mangled.as_deref(), Some(mangled));
         assert_eq!(real.symbol_offset, Some(1));
         if with_dwarf {
@@ -162,30 +195,55 @@ fn rust_legacy_and_v0_names_are_demangled() {
         ("legacy-g", &["-g"], true),
         ("v0-g", &["-g", "-Csymbol-mangling-version=v0"], true),
         ("legacy-symtab", &["-Cdebuginfo=0"], false),
-        ("v0-symtab", &["-Cdebuginfo=0", "-Csymbol-mangling-version=v0"], false),
+        (
+            "v0-symtab",
+            &["-Cdebuginfo=0", "-Csymbol-mangling-version=v0"],
+            false,
+        ),
     ];
     for (name, flags, with_dwarf) in cases {
         let exe = scratch.path(name);
         let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        args.extend(["--crate-name".into(), "crashy".into(), s(&source), "-o".into(), s(&exe)]);
+        args.extend([
+            "--crate-name".into(),
+            "crashy".into(),
+            s(&source),
+            "-o".into(),
+            s(&exe),
+        ]);
         run("rustc", &args);
 
         let (symbol, start, _) = nm_symbol_containing(&exe, "6shapes4area");
         let module = ModuleInfo::open(&exe, &search).expect("open");
         let frames = module.symbolize(start);
         let real = frames.last().unwrap_or_else(|| panic!("{name}: no frame"));
-        assert_eq!(real.function.as_deref(), Some("crashy::shapes::area"), "{name}: {frames:#?}");
+        assert_eq!(
+            real.function.as_deref(),
+            Some("crashy::shapes::area"),
+            "{name}: {frames:#?}"
+        );
         assert_eq!(real.mangled.as_deref(), Some(symbol.as_str()), "{name}");
         assert_eq!(real.symbol_offset, Some(0), "{name}");
         if with_dwarf {
-            assert!(real.file.as_deref().is_some_and(|f| f.ends_with("crashy.rs")), "{name}");
+            assert!(
+                real.file
+                    .as_deref()
+                    .is_some_and(|f| f.ends_with("crashy.rs")),
+                "{name}"
+            );
         }
     }
 }
 
 /// A -g binary with a build-id, its debug file, and the stripped copy.
 fn build_stripped(scratch: &Scratch, name: &str, source: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let exe = gcc(scratch, &format!("{name}.c"), source, name, &["-g", "-O2", "-Wl,--build-id"]);
+    let exe = gcc(
+        scratch,
+        &format!("{name}.c"),
+        source,
+        name,
+        &["-g", "-O2", "-Wl,--build-id"],
+    );
     let debug = scratch.path(&format!("{name}.debug"));
     let stripped = scratch.path(&format!("{name}.stripped"));
     run("objcopy", &["--only-keep-debug", &s(&exe), &s(&debug)]);
@@ -194,7 +252,10 @@ fn build_stripped(scratch: &Scratch, name: &str, source: &str) -> (PathBuf, Path
 }
 
 fn install_by_build_id(root: &Path, build_id: &str, debug: &Path) -> PathBuf {
-    let target = root.join(".build-id").join(&build_id[..2]).join(format!("{}.debug", &build_id[2..]));
+    let target = root
+        .join(".build-id")
+        .join(&build_id[..2])
+        .join(format!("{}.debug", &build_id[2..]));
     std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
     std::fs::copy(debug, &target).expect("copy debug file");
     target
@@ -210,9 +271,15 @@ fn stripped_binary_uses_its_debug_file_from_a_build_id_tree() {
 
     let mut search = isolated(&scratch);
     let bare = ModuleInfo::open(&stripped, &search).expect("open stripped");
-    assert!(!bare.has_debug_info() && bare.has_symbols(), ".dynsym is left");
+    assert!(
+        !bare.has_debug_info() && bare.has_symbols(),
+        ".dynsym is left"
+    );
     assert_eq!(bare.build_id_hex().as_deref(), Some(build_id.as_str()));
-    assert!(bare.symbolize(nm_symbol(&exe, "outer", false).0).is_empty(), "outer is not exported");
+    assert!(
+        bare.symbolize(nm_symbol(&exe, "outer", false).0).is_empty(),
+        "outer is not exported"
+    );
 
     search.debug_dirs.push(root.clone());
     let module = ModuleInfo::open(&stripped, &search).expect("open stripped");
@@ -221,8 +288,16 @@ fn stripped_binary_uses_its_debug_file_from_a_build_id_tree() {
     let (start, size) = nm_symbol(&exe, "outer", false);
     let (address, frames) = find_inlined_address(&module, start, size);
     let original = ModuleInfo::open(&exe, &search).expect("open original");
-    assert_eq!(frames, original.symbolize(address), "same answer as the unstripped binary");
-    assert_eq!(frames[2].symbol_offset, Some(address - start), "from the debug file's .symtab");
+    assert_eq!(
+        frames,
+        original.symbolize(address),
+        "same answer as the unstripped binary"
+    );
+    assert_eq!(
+        frames[2].symbol_offset,
+        Some(address - start),
+        "from the debug file's .symtab"
+    );
 
     // Another program's debug file at this build-id path is refused, with a warning.
     let (_, other_debug, _) = build_stripped(&scratch, "other", "int main(void) { return 7; }\n");
@@ -232,7 +307,9 @@ fn stripped_binary_uses_its_debug_file_from_a_build_id_tree() {
     assert!(!refused.has_debug_info());
     let warnings = refused.warnings();
     assert!(
-        warnings.iter().any(|w| w.contains(&s(&installed)) && w.contains("build-id")),
+        warnings
+            .iter()
+            .any(|w| w.contains(&s(&installed)) && w.contains("build-id")),
         "{warnings:?}"
     );
 }
@@ -244,13 +321,30 @@ fn gnu_debuglink_beside_in_dot_debug_and_under_a_root() {
     let app_dir = sysroot.join("opt/app");
     std::fs::create_dir_all(&app_dir).expect("mkdir");
     // No build-ids: only the CRC identifies the debug file.
-    let exe = gcc(&scratch, "prog.c", INLINE_C, "prog", &["-g", "-O2", "-Wl,--build-id=none"]);
+    let exe = gcc(
+        &scratch,
+        "prog.c",
+        INLINE_C,
+        "prog",
+        &["-g", "-O2", "-Wl,--build-id=none"],
+    );
     let debug = scratch.path("prog.debug");
     run("objcopy", &["--only-keep-debug", &s(&exe), &s(&debug)]);
     let linked = app_dir.join("prog");
-    run("objcopy", &["--strip-all", &format!("--add-gnu-debuglink={}", s(&debug)), &s(&exe), &s(&linked)]);
+    run(
+        "objcopy",
+        &[
+            "--strip-all",
+            &format!("--add-gnu-debuglink={}", s(&debug)),
+            &s(&exe),
+            &s(&linked),
+        ],
+    );
 
-    let search = DebugSearch { sysroot: Some(sysroot.clone()), debug_dirs: Vec::new() };
+    let search = DebugSearch {
+        sysroot: Some(sysroot.clone()),
+        debug_dirs: Vec::new(),
+    };
     let (start, size) = nm_symbol(&exe, "outer", false);
     let places = [
         app_dir.join("prog.debug"),
@@ -269,20 +363,39 @@ fn gnu_debuglink_beside_in_dot_debug_and_under_a_root() {
     }
 
     // A debug file of the same name from another build: the CRC differs, it is not used.
-    let other = gcc(&scratch, "prog2.c", "int main(void) { return 3; }\n", "prog2", &["-g", "-Wl,--build-id=none"]);
-    run("objcopy", &["--only-keep-debug", &s(&other), &s(&places[0])]);
+    let other = gcc(
+        &scratch,
+        "prog2.c",
+        "int main(void) { return 3; }\n",
+        "prog2",
+        &["-g", "-Wl,--build-id=none"],
+    );
+    run(
+        "objcopy",
+        &["--only-keep-debug", &s(&other), &s(&places[0])],
+    );
     let module = ModuleInfo::open(&linked, &search).expect("open");
     assert_eq!(module.debug_file(), None);
     let warnings = module.warnings();
-    assert!(warnings.iter().any(|w| w.contains("CRC32") && w.contains(&s(&places[0]))), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("CRC32") && w.contains(&s(&places[0]))),
+        "{warnings:?}"
+    );
 }
 
 /// `ch_type` of the ELF compression header at the start of a section (1 zlib, 2 zstd).
 fn compression_type(file: &Path, section: &str) -> u32 {
     let sections = readelf_sections(file);
-    let (_, offset, _, flags) =
-        sections.iter().find(|(name, ..)| name == section).unwrap_or_else(|| panic!("no {section}"));
-    assert!(flags.contains('C'), "{section} is not SHF_COMPRESSED: {flags}");
+    let (_, offset, _, flags) = sections
+        .iter()
+        .find(|(name, ..)| name == section)
+        .unwrap_or_else(|| panic!("no {section}"));
+    assert!(
+        flags.contains('C'),
+        "{section} is not SHF_COMPRESSED: {flags}"
+    );
     let bytes = std::fs::read(file).expect("read");
     let at = usize::try_from(*offset).expect("offset");
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
@@ -293,14 +406,28 @@ fn compressed_debug_sections_zlib_zstd_and_zdebug() {
     let scratch = Scratch::new("compressed");
     let search = isolated(&scratch);
     let plain = gcc(&scratch, "inline.c", INLINE_C, "plain", &["-g", "-O2"]);
-    let gz = gcc(&scratch, "inline.c", INLINE_C, "gz", &["-g", "-O2", "-gz=zlib"]);
+    let gz = gcc(
+        &scratch,
+        "inline.c",
+        INLINE_C,
+        "gz",
+        &["-g", "-O2", "-gz=zlib"],
+    );
     assert_eq!(compression_type(&gz, ".debug_info"), 1);
     let zstd = scratch.path("zstd");
-    run("objcopy", &["--compress-debug-sections=zstd", &s(&plain), &s(&zstd)]);
+    run(
+        "objcopy",
+        &["--compress-debug-sections=zstd", &s(&plain), &s(&zstd)],
+    );
     assert_eq!(compression_type(&zstd, ".debug_info"), 2);
     let gnu = scratch.path("zdebug");
-    run("objcopy", &["--compress-debug-sections=zlib-gnu", &s(&plain), &s(&gnu)]);
-    assert!(readelf_sections(&gnu).iter().any(|(name, ..)| name == ".zdebug_info"));
+    run(
+        "objcopy",
+        &["--compress-debug-sections=zlib-gnu", &s(&plain), &s(&gnu)],
+    );
+    assert!(readelf_sections(&gnu)
+        .iter()
+        .any(|(name, ..)| name == ".zdebug_info"));
 
     let (start, size) = nm_symbol(&plain, "outer", false);
     let reference = ModuleInfo::open(&plain, &search).expect("open");
@@ -328,7 +455,10 @@ int main(void) {
 fn bias_matches_the_running_process_for_pie_and_no_pie() {
     let scratch = Scratch::new("bias");
     let search = isolated(&scratch);
-    for (name, flags) in [("pie", &["-fPIE", "-pie"][..]), ("nopie", &["-fno-PIE", "-no-pie"][..])] {
+    for (name, flags) in [
+        ("pie", &["-fPIE", "-pie"][..]),
+        ("nopie", &["-fno-PIE", "-no-pie"][..]),
+    ] {
         let exe = gcc(&scratch, "maps.c", MAPS_C, name, flags);
         let module = ModuleInfo::open(&exe, &search).expect("open");
         let (main_svma, _) = nm_symbol(&exe, "main", false);
@@ -347,33 +477,56 @@ fn bias_matches_the_running_process_for_pie_and_no_pie() {
         let mut mappings = Vec::new();
         for line in output.lines().filter(|l| l.ends_with(&s(&canonical))) {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let start = u64::from_str_radix(fields[0].split('-').next().expect("range"), 16).expect("start");
+            let start = u64::from_str_radix(fields[0].split('-').next().expect("range"), 16)
+                .expect("start");
             let offset = u64::from_str_radix(fields[2], 16).expect("offset");
             mappings.push((start, offset));
             // A page holding bytes of two segments is mapped twice; `(start, offset)` alone
             // cannot say which, so only pages of one segment are checked one by one.
             let sharing = loads
                 .iter()
-                .filter(|(p_offset, filesz)| p_offset & !0xfff <= offset && offset < p_offset + filesz)
+                .filter(|(p_offset, filesz)| {
+                    p_offset & !0xfff <= offset && offset < p_offset + filesz
+                })
                 .count();
             if sharing == 1 {
-                assert_eq!(module.bias_for(start, offset), Some(expected_bias), "{name}: {line}");
+                assert_eq!(
+                    module.bias_for(start, offset),
+                    Some(expected_bias),
+                    "{name}: {line}"
+                );
             }
         }
-        assert!(mappings.len() >= 3, "{name}: only {mappings:x?} mapped in\n{output}");
+        assert!(
+            mappings.len() >= 3,
+            "{name}: only {mappings:x?} mapped in\n{output}"
+        );
         assert!(mappings.iter().any(|&(_, offset)| offset == 0));
-        assert_eq!(module.bias_from_mappings(&mappings), Some(expected_bias), "{name}: {mappings:x?}");
+        assert_eq!(
+            module.bias_from_mappings(&mappings),
+            Some(expected_bias),
+            "{name}: {mappings:x?}"
+        );
         let range = module.svma_range();
         assert!(range.contains(&main_svma), "{name}: {range:x?}");
         let text = module.unwind_sections().text_svma_ranges;
-        assert!(text.iter().any(|r| r.contains(&main_svma)), "{name}: {text:x?}");
+        assert!(
+            text.iter().any(|r| r.contains(&main_svma)),
+            "{name}: {text:x?}"
+        );
     }
 }
 
 #[test]
 fn debug_frame_from_the_binary_or_from_its_debug_file() {
     let scratch = Scratch::new("debugframe");
-    let flags = ["-g", "-O1", "-fno-asynchronous-unwind-tables", "-fno-exceptions", "-Wl,--build-id"];
+    let flags = [
+        "-g",
+        "-O1",
+        "-fno-asynchronous-unwind-tables",
+        "-fno-exceptions",
+        "-Wl,--build-id",
+    ];
     let exe = gcc(&scratch, "inline.c", INLINE_C, "df", &flags);
     let sections = readelf_sections(&exe);
     let (_, offset, size, _) = sections
@@ -385,7 +538,9 @@ fn debug_frame_from_the_binary_or_from_its_debug_file() {
     let expected = &bytes[offset as usize..(offset + size) as usize];
 
     let search = isolated(&scratch);
-    let own = ModuleInfo::open(&exe, &search).expect("open").unwind_sections();
+    let own = ModuleInfo::open(&exe, &search)
+        .expect("open")
+        .unwind_sections();
     assert_eq!(own.debug_frame.as_ref().map(|d| d.data()), Some(expected));
 
     let debug = scratch.path("df.debug");
@@ -394,17 +549,28 @@ fn debug_frame_from_the_binary_or_from_its_debug_file() {
     run("objcopy", &["--strip-debug", &s(&exe), &s(&stripped)]);
     let root = scratch.path("root");
     install_by_build_id(&root, &readelf_build_id(&exe).expect("build-id"), &debug);
-    let search = DebugSearch { debug_dirs: vec![root], ..isolated(&scratch) };
+    let search = DebugSearch {
+        debug_dirs: vec![root],
+        ..isolated(&scratch)
+    };
     let module = ModuleInfo::open(&stripped, &search).expect("open");
     assert!(module.debug_file().is_some());
     let sections = module.unwind_sections();
-    assert_eq!(sections.debug_frame.as_ref().map(|d| d.data()), Some(expected));
+    assert_eq!(
+        sections.debug_frame.as_ref().map(|d| d.data()),
+        Some(expected)
+    );
     // .eh_frame (from crt files) still comes from the mapped file itself.
     if let Some(eh_frame) = &sections.eh_frame {
-        let (_, offset, size, _) =
-            readelf_sections(&stripped).into_iter().find(|(n, ..)| n == ".eh_frame").expect("eh_frame");
+        let (_, offset, size, _) = readelf_sections(&stripped)
+            .into_iter()
+            .find(|(n, ..)| n == ".eh_frame")
+            .expect("eh_frame");
         let stripped_bytes = std::fs::read(&stripped).expect("read");
-        assert_eq!(eh_frame.data(), &stripped_bytes[offset as usize..(offset + size) as usize]);
+        assert_eq!(
+            eh_frame.data(),
+            &stripped_bytes[offset as usize..(offset + size) as usize]
+        );
     }
 }
 
@@ -412,8 +578,15 @@ fn debug_frame_from_the_binary_or_from_its_debug_file() {
 fn vdso_from_memory() {
     // Our own vDSO, read from /proc/self/mem as the snapshot code reads it from a core.
     let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
-    let line = maps.lines().find(|l| l.ends_with("[vdso]")).expect("a vDSO mapping");
-    let (start, end) = line.split_whitespace().next().and_then(|r| r.split_once('-')).expect("range");
+    let line = maps
+        .lines()
+        .find(|l| l.ends_with("[vdso]"))
+        .expect("a vDSO mapping");
+    let (start, end) = line
+        .split_whitespace()
+        .next()
+        .and_then(|r| r.split_once('-'))
+        .expect("range");
     let start = u64::from_str_radix(start, 16).expect("start");
     let end = u64::from_str_radix(end, 16).expect("end");
     let mut bytes = vec![0; (end - start) as usize];
@@ -426,18 +599,26 @@ fn vdso_from_memory() {
     let dumped = scratch.path("vdso.so");
     std::fs::write(&dumped, &bytes).expect("write");
 
-    let module = ModuleInfo::from_bytes("[vdso]", bytes, &isolated(&scratch)).expect("parse the vDSO");
+    let module =
+        ModuleInfo::from_bytes("[vdso]", bytes, &isolated(&scratch)).expect("parse the vDSO");
     assert_eq!(module.path(), Path::new("[vdso]"));
     assert!(module.has_symbols());
     assert_eq!(module.build_id_hex(), readelf_build_id(&dumped));
-    assert_eq!(module.bias_for(start, 0), Some(start.wrapping_sub(module.svma_range().start)));
+    assert_eq!(
+        module.bias_for(start, 0),
+        Some(start.wrapping_sub(module.svma_range().start))
+    );
     let sections = module.unwind_sections();
     assert!(sections.eh_frame.is_some() && sections.eh_frame_hdr.is_some());
 
     let (address, _) = nm_symbol(&dumped, "__vdso_clock_gettime", true);
     let frames = module.symbolize(address + 2);
     assert_eq!(frames.len(), 1, "{frames:#?}");
-    assert_eq!(frames[0].function.as_deref(), Some("__vdso_clock_gettime"), "global over weak alias");
+    assert_eq!(
+        frames[0].function.as_deref(),
+        Some("__vdso_clock_gettime"),
+        "global over weak alias"
+    );
     assert_eq!(frames[0].symbol_offset, Some(2));
 }
 
@@ -476,7 +657,14 @@ fn malformed_files_give_errors_or_warnings_never_panics() {
     }
     let module = ModuleInfo::from_bytes("damaged", damaged, &search).expect("headers are intact");
     let frames = module.symbolize(start + 1);
-    assert_eq!(frames.last().and_then(|f| f.function.as_deref()), Some("outer"), "{frames:#?}");
+    assert_eq!(
+        frames.last().and_then(|f| f.function.as_deref()),
+        Some("outer"),
+        "{frames:#?}"
+    );
     assert_eq!(frames.last().and_then(|f| f.symbol_offset), Some(1));
-    assert!(!module.warnings().is_empty(), "the damaged DWARF is reported");
+    assert!(
+        !module.warnings().is_empty(),
+        "the damaged DWARF is reported"
+    );
 }

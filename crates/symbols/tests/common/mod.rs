@@ -55,7 +55,9 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S]) -> String {
     assert!(
         output.status.success(),
         "{program} {:?} failed: {}",
-        args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -116,7 +118,10 @@ pub fn line_of(source: &str, marker: &str) -> u32 {
 
 /// binutils `addr2line -f -i -C`: `(function, line)` innermost first.
 pub fn binutils_frames(file: &Path, address: u64) -> Vec<(String, Option<u32>)> {
-    let out = run("addr2line", &["-f", "-i", "-C", "-e", &s(file), &format!("{address:#x}")]);
+    let out = run(
+        "addr2line",
+        &["-f", "-i", "-C", "-e", &s(file), &format!("{address:#x}")],
+    );
     let lines: Vec<&str> = out.lines().collect();
     lines
         .chunks(2)
@@ -137,8 +142,11 @@ pub fn binutils_frames(file: &Path, address: u64) -> Vec<(String, Option<u32>)> 
 /// `.build-id` hex from `readelf -n`.
 pub fn readelf_build_id(file: &Path) -> Option<String> {
     let out = run("readelf", &["-n", &s(file)]);
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(|id| id.trim().to_string()))
+    out.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Build ID: ")
+            .map(|id| id.trim().to_string())
+    })
 }
 
 /// `(name, file offset, size, flags)` of every section, from `readelf -SW`.
@@ -146,19 +154,28 @@ pub fn readelf_sections(file: &Path) -> Vec<(String, u64, u64, String)> {
     let out = run("readelf", &["-SW", &s(file)]);
     let mut sections = Vec::new();
     for line in out.lines() {
-        let Some(rest) = line.trim_start().strip_prefix('[') else { continue };
-        let Some((_, rest)) = rest.split_once(']') else { continue };
+        let Some(rest) = line.trim_start().strip_prefix('[') else {
+            continue;
+        };
+        let Some((_, rest)) = rest.split_once(']') else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // name type address offset size entsize [flags] link info align
         if fields.len() < 9 || fields[0] == "Name" {
             continue;
         }
-        let (Ok(offset), Ok(size)) =
-            (u64::from_str_radix(fields[3], 16), u64::from_str_radix(fields[4], 16))
-        else {
+        let (Ok(offset), Ok(size)) = (
+            u64::from_str_radix(fields[3], 16),
+            u64::from_str_radix(fields[4], 16),
+        ) else {
             continue;
         };
-        let flags = if fields.len() >= 10 { fields[6].to_string() } else { String::new() };
+        let flags = if fields.len() >= 10 {
+            fields[6].to_string()
+        } else {
+            String::new()
+        };
         sections.push((fields[0].to_string(), offset, size, flags));
     }
     sections
