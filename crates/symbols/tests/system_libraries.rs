@@ -259,3 +259,43 @@ fn arm64_corpus_libc_with_its_sysroot_debug_tree() {
     check_against_binutils(&module, &libc, &debug_file, "aarch64-linux-gnu-");
     assert!(module.warnings().is_empty(), "{:?}", module.warnings());
 }
+
+#[test]
+fn corpus_stripped_case_uses_its_build_id_tree() {
+    let case = corpus_dir().join("corpus/stripped");
+    require(
+        &case,
+        "the x86_64 corpus is needed (set CORESNAP_CORPUS_DIR or build /tmp/coresnap-corpus)",
+    );
+    let exe = case.join("exe");
+    let root = case.join("usr/lib/debug");
+    let build_id = readelf_build_id(&exe).expect("the case's exe has a build-id");
+    let debug_file = build_id_path(&root, &build_id);
+    require(&debug_file, "the stripped case ships its debug file");
+
+    let search = DebugSearch {
+        sysroot: None,
+        debug_dirs: vec![root],
+    };
+    let module = ModuleInfo::open(&exe, &search).expect("open the case's exe");
+    assert_eq!(module.debug_file(), Some(debug_file.as_path()));
+    // Every function the ground truth names is found at its own address, with a line.
+    let expected = std::fs::read_to_string(case.join("expected.json")).expect("expected.json");
+    for function in ["level3", "level2", "level1", "main"] {
+        assert!(
+            expected.contains(&format!("\"{function}\"")),
+            "{function} in expected.json"
+        );
+        let (start, size) = nm_symbol(&debug_file, function, false);
+        let frames = module.symbolize(start + size / 2);
+        let real = frames
+            .last()
+            .unwrap_or_else(|| panic!("nothing for {function}"));
+        assert_eq!(real.function.as_deref(), Some(function), "{frames:#?}");
+        assert_eq!(real.symbol_offset, Some(size / 2));
+        assert!(
+            real.file.as_deref().is_some_and(|f| f.ends_with("crash.c")),
+            "{real:?}"
+        );
+    }
+}
