@@ -201,6 +201,18 @@ impl Unwinder {
             }
         }
 
+        if self.options.allow_frame_pointer && self.arch == Arch::X86_64 && may_be_leaf && !cfi_applied {
+            // A leaf often never sets up a frame (gcc skips it even with
+            // -fno-omit-frame-pointer): rbp is still the caller's, so the chain would skip the
+            // caller. If [sp] is a return address just after a call, it is this leaf's.
+            if let Attempt::Found(candidate) = self.bad_pc_attempt(current, memory) {
+                if self.validate(&candidate, current, memory, seen, false).is_ok() {
+                    warnings.push("no CFI: frame 0 was taken to be a leaf that has not pushed a frame, as [sp] is a return address".to_string());
+                    return Ok(self.make_frame(candidate, memory, warnings));
+                }
+            }
+        }
+
         if self.options.allow_frame_pointer {
             match self.frame_pointer_attempt(current, memory, cfi_applied) {
                 Attempt::Found(candidate) => match self.validate(&candidate, current, memory, seen, false) {
@@ -372,8 +384,9 @@ impl Unwinder {
         })
     }
 
-    /// x86_64 only, for a frame whose pc is in no mapping (a call through a bad pointer): the
-    /// return address the call pushed is at `[sp]`. aarch64 keeps it in lr instead.
+    /// For a context frame that has not pushed anything yet (a call through a bad pointer, a
+    /// leaf without a frame): x86_64 finds the return address the call pushed at `[sp]`,
+    /// aarch64 keeps it in lr.
     fn bad_pc_attempt(&self, current: &Frame, memory: &dyn Memory) -> Attempt {
         let mut caller = Regs::new(self.arch);
         let return_address = match self.arch {
