@@ -11,9 +11,9 @@ pub(crate) const PC: u16 = 32;
 pub(crate) const RETURN_ADDRESS: u16 = LR;
 
 const NAMES: [&str; 33] = [
-    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
-    "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26",
-    "x27", "x28", "x29", "x30", "sp", "pc",
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+    "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27",
+    "x28", "x29", "x30", "sp", "pc",
 ];
 
 pub(crate) fn register_name(dwarf: u16) -> &'static str {
@@ -46,7 +46,7 @@ const RT_SIGRETURN: [u32; 2] = [0xd280_1168, 0xd400_0001];
 
 pub(crate) fn is_signal_trampoline(memory: &dyn Memory, pc: u64) -> bool {
     let mut code = [0u8; 8];
-    if pc % 4 != 0 || !memory.read(pc, &mut code) {
+    if !pc.is_multiple_of(4) || !memory.read(pc, &mut code) {
         return false;
     }
     let first = u32::from_le_bytes([code[0], code[1], code[2], code[3]]);
@@ -82,10 +82,12 @@ pub(crate) fn restore_signal_context(memory: &dyn Memory, sp: u64) -> Result<Reg
 /// Whether the instruction before `return_address` is a call: `bl`, `blr`, or one of the
 /// pointer-authenticating `blraa`/`blrab`/`blraaz`/`blrabz`.
 pub(crate) fn follows_call(memory: &dyn Memory, return_address: u64) -> bool {
-    if return_address % 4 != 0 {
+    if !return_address.is_multiple_of(4) {
         return false;
     }
-    let Some(address) = return_address.checked_sub(4) else { return false };
+    let Some(address) = return_address.checked_sub(4) else {
+        return false;
+    };
     let mut code = [0u8; 4];
     if !memory.read(address, &mut code) {
         return false;
@@ -106,7 +108,11 @@ mod tests {
         fn read(&self, avma: u64, buf: &mut [u8]) -> bool {
             for (i, byte) in buf.iter_mut().enumerate() {
                 let address = avma.wrapping_add(i as u64);
-                let Some((start, word)) = self.0.iter().find(|(start, _)| address >= *start && address < start + 4) else {
+                let Some((start, word)) = self
+                    .0
+                    .iter()
+                    .find(|(start, _)| address >= *start && address < start + 4)
+                else {
                     return false;
                 };
                 *byte = word.to_le_bytes()[(address - start) as usize];
@@ -120,7 +126,10 @@ mod tests {
         let signed = 0x0035_0000_0040_0a14u64;
         assert_eq!(strip_pac(signed, Some(0x007f_0000_0000_0000)), 0x40_0a14);
         assert_eq!(strip_pac(signed, None), 0x40_0a14);
-        assert_eq!(strip_pac(0x0000_ffff_8000_1234, None), 0x0000_ffff_8000_1234);
+        assert_eq!(
+            strip_pac(0x0000_ffff_8000_1234, None),
+            0x0000_ffff_8000_1234
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub(crate) struct Row {
 
 impl Row {
     pub fn rule(&self, register: u16) -> Option<&Rule> {
-        self.rules.iter().find(|(number, _)| *number == register).map(|(_, rule)| rule)
+        self.rules
+            .iter()
+            .find(|(number, _)| *number == register)
+            .map(|(_, rule)| rule)
     }
 }
 
@@ -99,12 +102,21 @@ impl CfiCache {
     }
 
     /// The unwind row covering `svma` in `module`, `Ok(None)` when the module has no CFI for it.
-    pub fn row(&mut self, arch: Arch, module_index: usize, module: &ModuleUnwindInfo, svma: u64) -> RowLookup {
-        let Some(cache) = self.modules.get_mut(module_index) else { return Ok(None) };
+    pub fn row(
+        &mut self,
+        arch: Arch,
+        module_index: usize,
+        module: &ModuleUnwindInfo,
+        svma: u64,
+    ) -> RowLookup {
+        let Some(cache) = self.modules.get_mut(module_index) else {
+            return Ok(None);
+        };
         if let Some(found) = cache.rows.get(&svma) {
             return found.clone();
         }
-        let found = find_row(arch, cache, &mut self.context, module, svma).map(|row| row.map(Arc::new));
+        let found =
+            find_row(arch, cache, &mut self.context, module, svma).map(|row| row.map(Arc::new));
         cache.rows.insert(svma, found.clone());
         found
     }
@@ -145,10 +157,16 @@ fn find_row(
         if let Some(hdr) = &module.eh_frame_hdr {
             bases = bases.set_eh_frame_hdr(hdr.svma);
         }
-        let offset = match module.eh_frame_hdr.as_ref().and_then(|hdr| hdr_lookup(hdr, &bases, eh_frame_info.svma, svma)) {
+        let offset = match module
+            .eh_frame_hdr
+            .as_ref()
+            .and_then(|hdr| hdr_lookup(hdr, &bases, eh_frame_info.svma, svma))
+        {
             Some(from_table) => from_table,
             None => {
-                let index = cache.eh_frame_index.get_or_insert_with(|| build_index(&eh_frame, &bases));
+                let index = cache
+                    .eh_frame_index
+                    .get_or_insert_with(|| build_index(&eh_frame, &bases));
                 index_lookup(index, svma)
             }
         };
@@ -163,9 +181,17 @@ fn find_row(
     if let Some(debug_frame_info) = &module.debug_frame {
         let debug_frame = debug_frame_section(arch, debug_frame_info);
         let bases = BaseAddresses::default();
-        let index = cache.debug_frame_index.get_or_insert_with(|| build_index(&debug_frame, &bases));
+        let index = cache
+            .debug_frame_index
+            .get_or_insert_with(|| build_index(&debug_frame, &bases));
         if let Some(offset) = index_lookup(index, svma) {
-            match row_at(&debug_frame, &bases, context, gimli::DebugFrameOffset(offset), svma) {
+            match row_at(
+                &debug_frame,
+                &bases,
+                context,
+                gimli::DebugFrameOffset(offset),
+                svma,
+            ) {
                 Ok(Some(row)) => return Ok(Some(row)),
                 Ok(None) => {}
                 Err(error) => first_error = first_error.or(Some(error)),
@@ -190,15 +216,22 @@ fn row_at<'a, S>(
 where
     S: gimli::UnwindSection<Reader<'a>>,
 {
-    let fde = section.fde_from_offset(bases, offset, S::cie_from_offset).map_err(CfiError::Parse)?;
+    let fde = section
+        .fde_from_offset(bases, offset, S::cie_from_offset)
+        .map_err(CfiError::Parse)?;
     if !fde.contains(svma) {
         return Ok(None);
     }
-    let row = fde.unwind_info_for_address(section, bases, context, svma).map_err(CfiError::Parse)?;
+    let row = fde
+        .unwind_info_for_address(section, bases, context, svma)
+        .map_err(CfiError::Parse)?;
     convert_row(section, row).map(Some)
 }
 
-fn expression_bytes<'a, S>(section: &S, expression: &gimli::UnwindExpression<usize>) -> Result<Box<[u8]>, CfiError>
+fn expression_bytes<'a, S>(
+    section: &S,
+    expression: &gimli::UnwindExpression<usize>,
+) -> Result<Box<[u8]>, CfiError>
 where
     S: gimli::UnwindSection<Reader<'a>>,
 {
@@ -211,10 +244,13 @@ where
     S: gimli::UnwindSection<Reader<'a>>,
 {
     let cfa = match row.cfa() {
-        gimli::CfaRule::RegisterAndOffset { register, offset } => {
-            CfaRule::RegisterOffset { register: register.0, offset: *offset }
+        gimli::CfaRule::RegisterAndOffset { register, offset } => CfaRule::RegisterOffset {
+            register: register.0,
+            offset: *offset,
+        },
+        gimli::CfaRule::Expression(expression) => {
+            CfaRule::Expression(expression_bytes(section, expression)?)
         }
-        gimli::CfaRule::Expression(expression) => CfaRule::Expression(expression_bytes(section, expression)?),
     };
     let mut rules = Vec::new();
     for (register, rule) in row.registers() {
@@ -224,7 +260,9 @@ where
             gimli::RegisterRule::Offset(offset) => Rule::Offset(*offset),
             gimli::RegisterRule::ValOffset(offset) => Rule::ValOffset(*offset),
             gimli::RegisterRule::Register(other) => Rule::Register(other.0),
-            gimli::RegisterRule::Expression(expression) => Rule::Expression(expression_bytes(section, expression)?),
+            gimli::RegisterRule::Expression(expression) => {
+                Rule::Expression(expression_bytes(section, expression)?)
+            }
             gimli::RegisterRule::ValExpression(expression) => {
                 Rule::ValExpression(expression_bytes(section, expression)?)
             }
@@ -246,7 +284,9 @@ where
     let mut index = Vec::new();
     let mut entries = section.entries(bases);
     while let Ok(Some(entry)) = entries.next() {
-        let CieOrFde::Fde(partial) = entry else { continue };
+        let CieOrFde::Fde(partial) = entry else {
+            continue;
+        };
         let parsed = partial.parse(|section, bases, offset| {
             let key = UnwindOffset::into(offset);
             if let Some(cie) = cies.get(&key) {
@@ -260,7 +300,11 @@ where
             let start = fde.initial_address();
             if let Some(end) = start.checked_add(fde.len()) {
                 if end > start {
-                    index.push(FdeRange { start, end, offset: fde.offset() });
+                    index.push(FdeRange {
+                        start,
+                        end,
+                        offset: fde.offset(),
+                    });
                 }
             }
         }
@@ -278,7 +322,12 @@ fn index_lookup(index: &[FdeRange], svma: u64) -> Option<usize> {
 /// Looks `svma` up in the `.eh_frame_hdr` binary-search table. `None` when the table is
 /// absent, malformed or uses encodings gimli cannot search (the caller then indexes
 /// `.eh_frame` itself); `Some(None)` when the table has no FDE for `svma`.
-fn hdr_lookup(hdr: &UnwindSection, bases: &BaseAddresses, eh_frame_svma: u64, svma: u64) -> Option<Option<usize>> {
+fn hdr_lookup(
+    hdr: &UnwindSection,
+    bases: &BaseAddresses,
+    eh_frame_svma: u64,
+    svma: u64,
+) -> Option<Option<usize>> {
     let bytes = hdr.data.bytes();
     if !hdr_table_is_sane(bytes) {
         return None;
@@ -286,7 +335,9 @@ fn hdr_lookup(hdr: &UnwindSection, bases: &BaseAddresses, eh_frame_svma: u64, sv
     let parsed = EhFrameHdr::new(bytes, LittleEndian).parse(bases, 8).ok()?;
     let table = parsed.table()?;
     let pointer = table.lookup(svma, bases).ok()?;
-    let gimli::Pointer::Direct(fde_svma) = pointer else { return None };
+    let gimli::Pointer::Direct(fde_svma) = pointer else {
+        return None;
+    };
     // The table's nearest entry may still end before `svma`; `row_at` checks the range.
     let offset = fde_svma.checked_sub(eh_frame_svma)?;
     Some(usize::try_from(offset).ok())
@@ -309,20 +360,26 @@ fn hdr_table_is_sane(bytes: &[u8]) -> bool {
     else {
         return false;
     };
-    let (Some(ptr_size), Some(count_size), Some(entry_size)) =
-        (encoded_size(ptr_encoding), encoded_size(count_encoding), encoded_size(table_encoding))
-    else {
+    let (Some(ptr_size), Some(count_size), Some(entry_size)) = (
+        encoded_size(ptr_encoding),
+        encoded_size(count_encoding),
+        encoded_size(table_encoding),
+    ) else {
         return false;
     };
     let count_start = 4 + ptr_size;
-    let Some(count_bytes) = bytes.get(count_start..count_start + count_size) else { return false };
+    let Some(count_bytes) = bytes.get(count_start..count_start + count_size) else {
+        return false;
+    };
     let mut raw = [0u8; 8];
     for (slot, byte) in raw.iter_mut().zip(count_bytes) {
         *slot = *byte;
     }
     let count = u64::from_le_bytes(raw);
     let table_bytes = (bytes.len() - count_start - count_size) as u64;
-    count.checked_mul(2 * entry_size as u64).is_some_and(|needed| needed <= table_bytes)
+    count
+        .checked_mul(2 * entry_size as u64)
+        .is_some_and(|needed| needed <= table_bytes)
 }
 
 /// What an expression can read while it runs.
@@ -336,9 +393,17 @@ pub(crate) struct ExpressionContext<'a> {
 
 /// Runs a CFI expression (`push` is pushed first: the CFA for register rules) and returns the
 /// value it leaves: an address for `Expression`/CFA rules, a value for `ValExpression`.
-pub(crate) fn evaluate(bytes: &[u8], push: Option<u64>, context: &ExpressionContext<'_>) -> Result<u64, CfiError> {
+pub(crate) fn evaluate(
+    bytes: &[u8],
+    push: Option<u64>,
+    context: &ExpressionContext<'_>,
+) -> Result<u64, CfiError> {
     use gimli::{EvaluationResult, Location, Value};
-    let encoding = gimli::Encoding { address_size: 8, format: gimli::Format::Dwarf32, version: 4 };
+    let encoding = gimli::Encoding {
+        address_size: 8,
+        format: gimli::Format::Dwarf32,
+        version: 4,
+    };
     let mut evaluation = gimli::Evaluation::new(EndianSlice::new(bytes, LittleEndian), encoding);
     // CFI expressions are a handful of operations; a bound keeps a hostile loop finite.
     evaluation.set_max_iterations(10_000);
@@ -352,7 +417,9 @@ pub(crate) fn evaluate(bytes: &[u8], push: Option<u64>, context: &ExpressionCont
             EvaluationResult::RequiresMemory { address, size, .. } => {
                 let size = usize::from(size).min(8);
                 let mut raw = [0u8; 8];
-                let Some(buf) = raw.get_mut(..size) else { return Err(CfiError::MemoryUnreadable(address)) };
+                let Some(buf) = raw.get_mut(..size) else {
+                    return Err(CfiError::MemoryUnreadable(address));
+                };
                 if !context.memory.read(address, buf) {
                     return Err(CfiError::MemoryUnreadable(address));
                 }
@@ -360,34 +427,58 @@ pub(crate) fn evaluate(bytes: &[u8], push: Option<u64>, context: &ExpressionCont
             }
             EvaluationResult::RequiresRegister { register, .. } => {
                 let Some(value) = context.regs.get(register.0) else {
-                    return Err(CfiError::ExpressionRegister(crate::register_name(context.arch, register.0)));
+                    return Err(CfiError::ExpressionRegister(crate::register_name(
+                        context.arch,
+                        register.0,
+                    )));
                 };
                 evaluation.resume_with_register(Value::Generic(value))
             }
             EvaluationResult::RequiresCallFrameCfa => match context.cfa {
                 Some(cfa) => evaluation.resume_with_call_frame_cfa(cfa),
-                None => return Err(CfiError::UnsupportedExpression("the CFA while computing the CFA")),
+                None => {
+                    return Err(CfiError::UnsupportedExpression(
+                        "the CFA while computing the CFA",
+                    ))
+                }
             },
             EvaluationResult::RequiresRelocatedAddress(address) => {
                 evaluation.resume_with_relocated_address(address.wrapping_add(context.bias))
             }
-            EvaluationResult::RequiresFrameBase => return Err(CfiError::UnsupportedExpression("a frame base")),
-            EvaluationResult::RequiresTls(_) => return Err(CfiError::UnsupportedExpression("thread-local storage")),
-            _ => return Err(CfiError::UnsupportedExpression("debugging information entries")),
+            EvaluationResult::RequiresFrameBase => {
+                return Err(CfiError::UnsupportedExpression("a frame base"))
+            }
+            EvaluationResult::RequiresTls(_) => {
+                return Err(CfiError::UnsupportedExpression("thread-local storage"))
+            }
+            _ => {
+                return Err(CfiError::UnsupportedExpression(
+                    "debugging information entries",
+                ))
+            }
         }
         .map_err(CfiError::Expression)?;
     }
     let pieces = evaluation.as_result();
     let Some(piece) = pieces.first() else {
-        return Err(CfiError::UnsupportedExpression("a result, but it left none"));
+        return Err(CfiError::UnsupportedExpression(
+            "a result, but it left none",
+        ));
     };
     match &piece.location {
         Location::Address { address } => Ok(*address),
         Location::Value { value } => value.to_u64(u64::MAX).map_err(CfiError::Expression),
-        Location::Register { register } => context
-            .regs
-            .get(register.0)
-            .ok_or(CfiError::ExpressionRegister(crate::register_name(context.arch, register.0))),
-        _ => Err(CfiError::UnsupportedExpression("a location kind CFI does not use")),
+        Location::Register { register } => {
+            context
+                .regs
+                .get(register.0)
+                .ok_or(CfiError::ExpressionRegister(crate::register_name(
+                    context.arch,
+                    register.0,
+                )))
+        }
+        _ => Err(CfiError::UnsupportedExpression(
+            "a location kind CFI does not use",
+        )),
     }
 }

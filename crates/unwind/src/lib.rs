@@ -102,7 +102,8 @@ pub trait Memory {
     /// The little-endian 64-bit word at `avma`.
     fn read_u64(&self, avma: u64) -> Option<u64> {
         let mut bytes = [0u8; 8];
-        self.read(avma, &mut bytes).then(|| u64::from_le_bytes(bytes))
+        self.read(avma, &mut bytes)
+            .then(|| u64::from_le_bytes(bytes))
     }
 }
 
@@ -122,11 +123,17 @@ impl SectionBytes {
 
     pub fn from_vec(bytes: Vec<u8>) -> Self {
         let range = 0..bytes.len();
-        SectionBytes { owner: Arc::new(bytes), range }
+        SectionBytes {
+            owner: Arc::new(bytes),
+            range,
+        }
     }
 
     pub fn bytes(&self) -> &[u8] {
-        (*self.owner).as_ref().get(self.range.clone()).unwrap_or(&[])
+        (*self.owner)
+            .as_ref()
+            .get(self.range.clone())
+            .unwrap_or(&[])
     }
 }
 
@@ -177,7 +184,12 @@ pub struct UnwindOptions {
 
 impl Default for UnwindOptions {
     fn default() -> Self {
-        UnwindOptions { pac_mask: None, allow_frame_pointer: true, allow_scan: true, scan_words: 1024 }
+        UnwindOptions {
+            pac_mask: None,
+            allow_frame_pointer: true,
+            allow_scan: true,
+            scan_words: 1024,
+        }
     }
 }
 
@@ -224,7 +236,10 @@ impl fmt::Display for StopReason {
                 write!(f, "the memory at {address:#x} could not be read")
             }
             StopReason::NoUnwindMethod => {
-                write!(f, "no unwind method (CFI, frame pointer, stack scan) found a caller")
+                write!(
+                    f,
+                    "no unwind method (CFI, frame pointer, stack scan) found a caller"
+                )
             }
         }
     }

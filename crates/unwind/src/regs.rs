@@ -21,7 +21,11 @@ pub struct Regs {
 impl Regs {
     /// An empty register set: every register unknown.
     pub fn new(arch: Arch) -> Self {
-        Regs { arch, known: 0, values: [0; REGISTER_SLOTS] }
+        Regs {
+            arch,
+            known: 0,
+            values: [0; REGISTER_SLOTS],
+        }
     }
 
     pub fn arch(&self) -> Arch {
@@ -75,7 +79,8 @@ impl Regs {
 
     /// The known registers, lowest DWARF number first.
     pub fn iter(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
-        (0..REGISTER_SLOTS as u16).filter_map(move |dwarf| self.get(dwarf).map(|value| (dwarf, value)))
+        (0..REGISTER_SLOTS as u16)
+            .filter_map(move |dwarf| self.get(dwarf).map(|value| (dwarf, value)))
     }
 }
 
@@ -103,7 +108,10 @@ mod tests {
         assert_eq!(regs.pc(), Some(0x401000));
         assert_eq!(regs.sp(), Some(0x7ffc0000));
         assert_eq!(regs.get(200), None);
-        assert_eq!(regs.iter().collect::<Vec<_>>(), vec![(3, 42), (7, 0x7ffc0000), (16, 0x401000)]);
+        assert_eq!(
+            regs.iter().collect::<Vec<_>>(),
+            vec![(3, 42), (7, 0x7ffc0000), (16, 0x401000)]
+        );
         regs.clear(3);
         assert_eq!(regs.get(3), None);
 

@@ -34,7 +34,7 @@ struct Candidate {
 
 /// What one method concluded.
 enum Attempt {
-    Found(Candidate),
+    Found(Box<Candidate>),
     /// The method proves there is no caller.
     EndOfStack,
     NotApplicable,
@@ -51,7 +51,14 @@ impl Unwinder {
             .collect();
         module_ranges.sort_unstable();
         let cfi = CfiCache::new(modules.len());
-        Unwinder { arch, modules, module_ranges, extra_executable: Vec::new(), options, cfi }
+        Unwinder {
+            arch,
+            modules,
+            module_ranges,
+            extra_executable: Vec::new(),
+            options,
+            cfi,
+        }
     }
 
     /// Extra executable ranges without unwind info (JIT code, anonymous r-x mappings) that a
@@ -65,7 +72,10 @@ impl Unwinder {
     /// Walks one thread from `regs`.
     pub fn unwind(&mut self, regs: &Regs, memory: &dyn Memory) -> Unwound {
         let Some(pc) = regs.pc() else {
-            return Unwound { frames: Vec::new(), stop_reason: StopReason::NoUnwindMethod };
+            return Unwound {
+                frames: Vec::new(),
+                stop_reason: StopReason::NoUnwindMethod,
+            };
         };
         let sp = regs.sp().unwrap_or(0);
         let mut warnings = Vec::new();
@@ -77,7 +87,11 @@ impl Unwinder {
                 self.arch
             ));
         }
-        let kind = if self.is_signal_trampoline(memory, pc) { FrameKind::Signal } else { FrameKind::Normal };
+        let kind = if self.is_signal_trampoline(memory, pc) {
+            FrameKind::Signal
+        } else {
+            FrameKind::Normal
+        };
         let mut frames = vec![Frame {
             pc,
             lookup_pc: pc,
@@ -93,7 +107,9 @@ impl Unwinder {
         let mut signal_jumps = 0usize;
 
         let stop_reason = loop {
-            let Some(current) = frames.last() else { break StopReason::NoUnwindMethod };
+            let Some(current) = frames.last() else {
+                break StopReason::NoUnwindMethod;
+            };
             let step = if current.kind == FrameKind::Signal {
                 self.step_out_of_signal(current, memory, &seen, &mut signal_jumps)
             } else {
@@ -110,7 +126,10 @@ impl Unwinder {
                 Err(reason) => break reason,
             }
         };
-        Unwound { frames, stop_reason }
+        Unwound {
+            frames,
+            stop_reason,
+        }
     }
 
     /// The caller of a signal trampoline: the interrupted frame, from the saved `ucontext`.
@@ -141,7 +160,11 @@ impl Unwinder {
         }
         // The interrupted pc is kept even when it is outside any mapping (a call through a bad
         // pointer): it is the truth about where the thread was.
-        let kind = if self.is_signal_trampoline(memory, pc) { FrameKind::Signal } else { FrameKind::Normal };
+        let kind = if self.is_signal_trampoline(memory, pc) {
+            FrameKind::Signal
+        } else {
+            FrameKind::Normal
+        };
         let frame = Frame {
             pc,
             lookup_pc: pc,
@@ -177,12 +200,18 @@ impl Unwinder {
         // in lr), and only a frame whose registers came from a context can be a leaf.
         let may_be_leaf = current.trust == Trust::Context;
         match cfi_attempt {
-            Attempt::Found(candidate) => match self.validate(&candidate, current, memory, seen, may_be_leaf) {
-                Ok(()) => return Ok(self.make_frame(candidate, memory, warnings)),
-                // A CFI-recovered zero return address is how some outermost frames end.
-                Err(StopReason::ZeroPc) => return Err(StopReason::ZeroPc),
-                Err(reason) => note(reason.clone(), format!("CFI gave a caller that was rejected: {reason}"), &mut warnings),
-            },
+            Attempt::Found(candidate) => {
+                match self.validate(&candidate, current, memory, seen, may_be_leaf) {
+                    Ok(()) => return Ok(self.make_frame(*candidate, memory, warnings)),
+                    // A CFI-recovered zero return address is how some outermost frames end.
+                    Err(StopReason::ZeroPc) => return Err(StopReason::ZeroPc),
+                    Err(reason) => note(
+                        reason.clone(),
+                        format!("CFI gave a caller that was rejected: {reason}"),
+                        &mut warnings,
+                    ),
+                }
+            }
             Attempt::EndOfStack => return Err(StopReason::EndOfStack),
             Attempt::Failed(reason, message) => note(reason, message, &mut warnings),
             Attempt::NotApplicable => {}
@@ -191,38 +220,50 @@ impl Unwinder {
         if !self.is_executable(current.pc) && may_be_leaf {
             // A call through a bad pointer: the return address is still where the call left it.
             if let Attempt::Found(candidate) = self.bad_pc_attempt(current, memory) {
-                if self.validate(&candidate, current, memory, seen, true).is_ok() {
+                if self
+                    .validate(&candidate, current, memory, seen, true)
+                    .is_ok()
+                {
                     warnings.push(format!(
                         "pc {:#x} is in no executable mapping; the caller was taken from where the call left its return address",
                         current.pc
                     ));
-                    return Ok(self.make_frame(candidate, memory, warnings));
+                    return Ok(self.make_frame(*candidate, memory, warnings));
                 }
             }
         }
 
-        if self.options.allow_frame_pointer && self.arch == Arch::X86_64 && may_be_leaf && !cfi_applied {
+        if self.options.allow_frame_pointer
+            && self.arch == Arch::X86_64
+            && may_be_leaf
+            && !cfi_applied
+        {
             // A leaf often never sets up a frame (gcc skips it even with
             // -fno-omit-frame-pointer): rbp is still the caller's, so the chain would skip the
             // caller. If [sp] is a return address just after a call, it is this leaf's.
             if let Attempt::Found(candidate) = self.bad_pc_attempt(current, memory) {
-                if self.validate(&candidate, current, memory, seen, false).is_ok() {
+                if self
+                    .validate(&candidate, current, memory, seen, false)
+                    .is_ok()
+                {
                     warnings.push("no CFI: frame 0 was taken to be a leaf that has not pushed a frame, as [sp] is a return address".to_string());
-                    return Ok(self.make_frame(candidate, memory, warnings));
+                    return Ok(self.make_frame(*candidate, memory, warnings));
                 }
             }
         }
 
         if self.options.allow_frame_pointer {
             match self.frame_pointer_attempt(current, memory, cfi_applied) {
-                Attempt::Found(candidate) => match self.validate(&candidate, current, memory, seen, false) {
-                    Ok(()) => return Ok(self.make_frame(candidate, memory, warnings)),
-                    Err(reason) => note(
-                        reason.clone(),
-                        format!("the frame pointer gave a caller that was rejected: {reason}"),
-                        &mut warnings,
-                    ),
-                },
+                Attempt::Found(candidate) => {
+                    match self.validate(&candidate, current, memory, seen, false) {
+                        Ok(()) => return Ok(self.make_frame(*candidate, memory, warnings)),
+                        Err(reason) => note(
+                            reason.clone(),
+                            format!("the frame pointer gave a caller that was rejected: {reason}"),
+                            &mut warnings,
+                        ),
+                    }
+                }
                 Attempt::EndOfStack => return Err(StopReason::EndOfStack),
                 Attempt::Failed(reason, message) => note(reason, message, &mut warnings),
                 Attempt::NotApplicable => {}
@@ -232,8 +273,11 @@ impl Unwinder {
         if self.options.allow_scan {
             match self.scan_attempt(current, memory, seen) {
                 Attempt::Found(candidate) => {
-                    if self.validate(&candidate, current, memory, seen, false).is_ok() {
-                        return Ok(self.make_frame(candidate, memory, warnings));
+                    if self
+                        .validate(&candidate, current, memory, seen, false)
+                        .is_ok()
+                    {
+                        return Ok(self.make_frame(*candidate, memory, warnings));
                     }
                 }
                 Attempt::Failed(reason, message) => note(reason, message, &mut warnings),
@@ -244,7 +288,12 @@ impl Unwinder {
         Err(first_failure.unwrap_or(StopReason::NoUnwindMethod))
     }
 
-    fn make_frame(&self, candidate: Candidate, memory: &dyn Memory, warnings: Vec<String>) -> (Frame, Option<u64>) {
+    fn make_frame(
+        &self,
+        candidate: Candidate,
+        memory: &dyn Memory,
+        warnings: Vec<String>,
+    ) -> (Frame, Option<u64>) {
         let pc = candidate.regs.pc().unwrap_or(0);
         let sp = candidate.regs.sp().unwrap_or(0);
         // A trampoline's pc was planted by the kernel, not pushed by a call: pc-1 would land in
@@ -280,8 +329,14 @@ impl Unwinder {
         if pc == 0 {
             return Err(StopReason::ZeroPc);
         }
-        let Some(sp) = candidate.regs.sp() else { return Err(StopReason::StackNotGrowing) };
-        let grows = if allow_equal_sp { sp >= current.sp } else { sp > current.sp };
+        let Some(sp) = candidate.regs.sp() else {
+            return Err(StopReason::StackNotGrowing);
+        };
+        let grows = if allow_equal_sp {
+            sp >= current.sp
+        } else {
+            sp > current.sp
+        };
         if !grows {
             return Err(StopReason::StackNotGrowing);
         }
@@ -295,8 +350,12 @@ impl Unwinder {
     }
 
     fn cfi_attempt(&mut self, current: &Frame, memory: &dyn Memory) -> Attempt {
-        let Some(module_index) = self.module_for(current.lookup_pc) else { return Attempt::NotApplicable };
-        let Some(module) = self.modules.get(module_index) else { return Attempt::NotApplicable };
+        let Some(module_index) = self.module_for(current.lookup_pc) else {
+            return Attempt::NotApplicable;
+        };
+        let Some(module) = self.modules.get(module_index) else {
+            return Attempt::NotApplicable;
+        };
         let svma = current.lookup_pc.wrapping_sub(module.bias);
         let row = match self.cfi.row(self.arch, module_index, module, svma) {
             Ok(Some(row)) => row,
@@ -304,33 +363,56 @@ impl Unwinder {
             Err(error) => {
                 return Attempt::Failed(
                     StopReason::NoUnwindMethod,
-                    format!("CFI for {:#x} in {} failed: {error}", current.lookup_pc, module.name),
+                    format!(
+                        "CFI for {:#x} in {} failed: {error}",
+                        current.lookup_pc, module.name
+                    ),
                 )
             }
         };
         match self.evaluate_row(&row, current, memory, module.bias) {
-            Ok(Some(candidate)) => Attempt::Found(candidate),
+            Ok(Some(candidate)) => Attempt::Found(Box::new(candidate)),
             Ok(None) => Attempt::EndOfStack,
             Err(error) => {
                 let reason = match error {
                     CfiError::MemoryUnreadable(address) => StopReason::MemoryUnreadable(address),
                     _ => StopReason::NoUnwindMethod,
                 };
-                Attempt::Failed(reason, format!("CFI for {:#x} in {} failed: {error}", current.lookup_pc, module.name))
+                Attempt::Failed(
+                    reason,
+                    format!(
+                        "CFI for {:#x} in {} failed: {error}",
+                        current.lookup_pc, module.name
+                    ),
+                )
             }
         }
     }
 
     /// Applies a CFI row to the current frame's registers. `Ok(None)`: the return address is
     /// undefined, this is the outermost frame.
-    fn evaluate_row(&self, row: &Row, current: &Frame, memory: &dyn Memory, bias: u64) -> Result<Option<Candidate>, CfiError> {
+    fn evaluate_row(
+        &self,
+        row: &Row,
+        current: &Frame,
+        memory: &dyn Memory,
+        bias: u64,
+    ) -> Result<Option<Candidate>, CfiError> {
         let arch = self.arch;
-        let mut context = ExpressionContext { arch, regs: &current.regs, memory, cfa: None, bias };
+        let mut context = ExpressionContext {
+            arch,
+            regs: &current.regs,
+            memory,
+            cfa: None,
+            bias,
+        };
         let cfa = match &row.cfa {
             cfi::CfaRule::RegisterOffset { register, offset } => current
                 .regs
                 .get(*register)
-                .ok_or(CfiError::UnknownCfaRegister(crate::register_name(arch, *register)))?
+                .ok_or(CfiError::UnknownCfaRegister(crate::register_name(
+                    arch, *register,
+                )))?
                 .wrapping_add(*offset as u64),
             cfi::CfaRule::Expression(bytes) => cfi::evaluate(bytes, None, &context)?,
         };
@@ -345,7 +427,10 @@ impl Unwinder {
             Some(rule) => self.apply_rule(return_address_register, rule, cfa, &context)?,
         };
         let Some(return_address) = return_address else {
-            return Err(CfiError::UnknownReturnAddress(crate::register_name(arch, return_address_register)));
+            return Err(CfiError::UnknownReturnAddress(crate::register_name(
+                arch,
+                return_address_register,
+            )));
         };
 
         let mut caller = Regs::new(arch);
@@ -360,18 +445,43 @@ impl Unwinder {
                 continue;
             }
             // A register that cannot be recovered is unknown in the caller, nothing worse.
-            caller.set_or_clear(*dwarf, self.apply_rule(*dwarf, rule, cfa, &context).ok().flatten());
+            caller.set_or_clear(
+                *dwarf,
+                self.apply_rule(*dwarf, rule, cfa, &context).ok().flatten(),
+            );
         }
         let sp_register = arch.sp_register();
-        let explicit_sp = row.rule(sp_register).and_then(|rule| self.apply_rule(sp_register, rule, cfa, &context).ok().flatten());
+        let explicit_sp = row.rule(sp_register).and_then(|rule| {
+            self.apply_rule(sp_register, rule, cfa, &context)
+                .ok()
+                .flatten()
+        });
         caller.set(sp_register, explicit_sp.unwrap_or(cfa));
         caller.set(return_address_register, return_address);
-        caller.set(arch.pc_register(), self.strip_return_address(return_address));
-        Ok(Some(Candidate { regs: caller, trust: Trust::Cfi, callee_cfa: Some(cfa) }))
+        caller.set(
+            arch.pc_register(),
+            self.strip_return_address(return_address),
+        );
+        Ok(Some(Candidate {
+            regs: caller,
+            trust: Trust::Cfi,
+            callee_cfa: Some(cfa),
+        }))
     }
 
-    fn apply_rule(&self, dwarf: u16, rule: &Rule, cfa: u64, context: &ExpressionContext<'_>) -> Result<Option<u64>, CfiError> {
-        let read = |address: u64| context.memory.read_u64(address).ok_or(CfiError::MemoryUnreadable(address));
+    fn apply_rule(
+        &self,
+        dwarf: u16,
+        rule: &Rule,
+        cfa: u64,
+        context: &ExpressionContext<'_>,
+    ) -> Result<Option<u64>, CfiError> {
+        let read = |address: u64| {
+            context
+                .memory
+                .read_u64(address)
+                .ok_or(CfiError::MemoryUnreadable(address))
+        };
         Ok(match rule {
             Rule::Undefined | Rule::Unsupported => None,
             Rule::SameValue => context.regs.get(dwarf),
@@ -391,12 +501,16 @@ impl Unwinder {
         let mut caller = Regs::new(self.arch);
         let return_address = match self.arch {
             Arch::X86_64 => {
-                let Some(value) = memory.read_u64(current.sp) else { return Attempt::NotApplicable };
+                let Some(value) = memory.read_u64(current.sp) else {
+                    return Attempt::NotApplicable;
+                };
                 caller.set(x86_64::RSP, current.sp.wrapping_add(8));
                 value
             }
             Arch::Aarch64 => {
-                let Some(lr) = current.regs.get(aarch64::LR) else { return Attempt::NotApplicable };
+                let Some(lr) = current.regs.get(aarch64::LR) else {
+                    return Attempt::NotApplicable;
+                };
                 caller.set(aarch64::SP, current.sp);
                 lr
             }
@@ -413,12 +527,23 @@ impl Unwinder {
             }
         }
         caller.set(self.arch.pc_register(), pc);
-        Attempt::Found(Candidate { regs: caller, trust: Trust::Scan, callee_cfa: None })
+        Attempt::Found(Box::new(Candidate {
+            regs: caller,
+            trust: Trust::Scan,
+            callee_cfa: None,
+        }))
     }
 
-    fn frame_pointer_attempt(&self, current: &Frame, memory: &dyn Memory, cfi_applied: bool) -> Attempt {
+    fn frame_pointer_attempt(
+        &self,
+        current: &Frame,
+        memory: &dyn Memory,
+        cfi_applied: bool,
+    ) -> Attempt {
         let fp_register = self.arch.fp_register();
-        let Some(fp) = current.regs.get(fp_register) else { return Attempt::NotApplicable };
+        let Some(fp) = current.regs.get(fp_register) else {
+            return Attempt::NotApplicable;
+        };
         if fp == 0 {
             // The ABI's outermost-frame marker (`_start` zeroes it). Frame 0 may be in code
             // that uses the register for data, so only trust the marker above it.
@@ -443,21 +568,38 @@ impl Unwinder {
                 format!("the frame pointer {fp:#x} points at unreadable memory"),
             );
         };
-        let Some(caller_sp) = fp.checked_add(16) else { return Attempt::NotApplicable };
+        let Some(caller_sp) = fp.checked_add(16) else {
+            return Attempt::NotApplicable;
+        };
         let mut caller = Regs::new(self.arch);
         caller.set(fp_register, caller_fp);
         caller.set(self.arch.sp_register(), caller_sp);
         if self.arch == Arch::Aarch64 {
             caller.set(aarch64::LR, return_address);
         }
-        caller.set(self.arch.pc_register(), self.strip_return_address(return_address));
-        Attempt::Found(Candidate { regs: caller, trust: Trust::FramePointer, callee_cfa: Some(caller_sp) })
+        caller.set(
+            self.arch.pc_register(),
+            self.strip_return_address(return_address),
+        );
+        Attempt::Found(Box::new(Candidate {
+            regs: caller,
+            trust: Trust::FramePointer,
+            callee_cfa: Some(caller_sp),
+        }))
     }
 
-    fn scan_attempt(&self, current: &Frame, memory: &dyn Memory, seen: &HashSet<(u64, u64)>) -> Attempt {
+    fn scan_attempt(
+        &self,
+        current: &Frame,
+        memory: &dyn Memory,
+        seen: &HashSet<(u64, u64)>,
+    ) -> Attempt {
         let fp_register = self.arch.fp_register();
         for index in 0..self.options.scan_words {
-            let Some(address) = (index as u64).checked_mul(8).and_then(|offset| current.sp.checked_add(offset)) else {
+            let Some(address) = (index as u64)
+                .checked_mul(8)
+                .and_then(|offset| current.sp.checked_add(offset))
+            else {
                 break;
             };
             let Some(word) = memory.read_u64(address) else {
@@ -473,7 +615,9 @@ impl Unwinder {
             if pc == 0 || !self.is_scan_target(pc) || !self.follows_call(memory, pc) {
                 continue;
             }
-            let Some(caller_sp) = address.checked_add(8) else { break };
+            let Some(caller_sp) = address.checked_add(8) else {
+                break;
+            };
             if seen.contains(&(pc, caller_sp)) {
                 continue;
             }
@@ -487,7 +631,11 @@ impl Unwinder {
                     caller.set(fp_register, fp);
                 }
             }
-            return Attempt::Found(Candidate { regs: caller, trust: Trust::Scan, callee_cfa: None });
+            return Attempt::Found(Box::new(Candidate {
+                regs: caller,
+                trust: Trust::Scan,
+                callee_cfa: None,
+            }));
         }
         Attempt::NotApplicable
     }
@@ -514,7 +662,9 @@ impl Unwinder {
     }
 
     fn module_for(&self, avma: u64) -> Option<usize> {
-        let after = self.module_ranges.partition_point(|(start, _, _)| *start <= avma);
+        let after = self
+            .module_ranges
+            .partition_point(|(start, _, _)| *start <= avma);
         let (_, end, index) = self.module_ranges.get(after.checked_sub(1)?)?;
         if avma < *end {
             return Some(*index);
@@ -529,7 +679,9 @@ impl Unwinder {
     }
 
     fn in_extra_range(&self, avma: u64) -> bool {
-        self.extra_executable.iter().any(|range| range.contains(&avma))
+        self.extra_executable
+            .iter()
+            .any(|range| range.contains(&avma))
     }
 
     fn is_executable(&self, avma: u64) -> bool {
@@ -542,13 +694,19 @@ impl Unwinder {
         if self.in_extra_range(return_address) {
             return true;
         }
-        let Some(module) = self.module_for(return_address).and_then(|index| self.modules.get(index)) else {
+        let Some(module) = self
+            .module_for(return_address)
+            .and_then(|index| self.modules.get(index))
+        else {
             return false;
         };
         if module.text_svma_ranges.is_empty() {
             return true;
         }
         let svma = return_address.wrapping_sub(module.bias).wrapping_sub(1);
-        module.text_svma_ranges.iter().any(|range| range.contains(&svma))
+        module
+            .text_svma_ranges
+            .iter()
+            .any(|range| range.contains(&svma))
     }
 }

@@ -1,6 +1,6 @@
 //! x86_64: register numbers, the signal trampoline and its `ucontext`, call instructions.
 
-use crate::{Memory, Regs, Arch};
+use crate::{Arch, Memory, Regs};
 
 pub(crate) const RBP: u16 = 6;
 pub(crate) const RSP: u16 = 7;
@@ -9,8 +9,8 @@ pub(crate) const RIP: u16 = 16;
 pub(crate) const RETURN_ADDRESS: u16 = RIP;
 
 const NAMES: [&str; 17] = [
-    "rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12",
-    "r13", "r14", "r15", "rip",
+    "rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15", "rip",
 ];
 
 pub(crate) fn register_name(dwarf: u16) -> &'static str {
@@ -66,7 +66,9 @@ pub(crate) fn follows_call(memory: &dyn Memory, return_address: u64) -> bool {
     let mut window = [0u8; 7];
     let mut length = 0usize;
     for candidate in (2..=window.len()).rev() {
-        let Some(start) = return_address.checked_sub(candidate as u64) else { continue };
+        let Some(start) = return_address.checked_sub(candidate as u64) else {
+            continue;
+        };
         if let Some(buf) = window.get_mut(..candidate) {
             if memory.read(start, buf) {
                 length = candidate;
@@ -83,11 +85,15 @@ pub(crate) fn follows_call(memory: &dyn Memory, return_address: u64) -> bool {
         return true;
     }
     for size in 2..=length {
-        let Some(&opcode) = code.get(length - size) else { continue };
+        let Some(&opcode) = code.get(length - size) else {
+            continue;
+        };
         if opcode != 0xff {
             continue;
         }
-        let Some(&modrm) = code.get(length - size + 1) else { continue };
+        let Some(&modrm) = code.get(length - size + 1) else {
+            continue;
+        };
         let sib = code.get(length - size + 2).copied();
         if indirect_call_length(modrm, sib) == Some(size) {
             return true;
@@ -136,31 +142,40 @@ mod tests {
 
     fn code_ending_at(end: u64, bytes: &[u8]) -> Bytes {
         let start = end - bytes.len() as u64;
-        Bytes(bytes.iter().enumerate().map(|(i, b)| (start + i as u64, *b)).collect())
+        Bytes(
+            bytes
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (start + i as u64, *b))
+                .collect(),
+        )
     }
 
     #[test]
     fn recognises_call_forms() {
         let calls: &[&[u8]] = &[
-            &[0xe8, 1, 2, 3, 4],                      // call rel32
-            &[0xff, 0xd0],                            // call *%rax
-            &[0x41, 0xff, 0xd4],                      // call *%r12
-            &[0xff, 0x10],                            // call *(%rax)
-            &[0xff, 0x15, 1, 2, 3, 4],                // call *disp(%rip)
-            &[0xff, 0x50, 0x08],                      // call *8(%rax)
-            &[0xff, 0x54, 0x24, 0x08],                // call *8(%rsp)
-            &[0xff, 0x90, 1, 2, 3, 4],                // call *disp32(%rax)
-            &[0xff, 0x94, 0xc8, 1, 2, 3, 4],          // call *disp32(%rax,%rcx,8)
-            &[0xff, 0x14, 0xc5, 1, 2, 3, 4],          // call *disp32(,%rax,8)
+            &[0xe8, 1, 2, 3, 4],             // call rel32
+            &[0xff, 0xd0],                   // call *%rax
+            &[0x41, 0xff, 0xd4],             // call *%r12
+            &[0xff, 0x10],                   // call *(%rax)
+            &[0xff, 0x15, 1, 2, 3, 4],       // call *disp(%rip)
+            &[0xff, 0x50, 0x08],             // call *8(%rax)
+            &[0xff, 0x54, 0x24, 0x08],       // call *8(%rsp)
+            &[0xff, 0x90, 1, 2, 3, 4],       // call *disp32(%rax)
+            &[0xff, 0x94, 0xc8, 1, 2, 3, 4], // call *disp32(%rax,%rcx,8)
+            &[0xff, 0x14, 0xc5, 1, 2, 3, 4], // call *disp32(,%rax,8)
         ];
         for call in calls {
             let memory = code_ending_at(0x1000, call);
-            assert!(follows_call(&memory, 0x1000), "{call:02x?} should be a call");
+            assert!(
+                follows_call(&memory, 0x1000),
+                "{call:02x?} should be a call"
+            );
         }
         let not_calls: &[&[u8]] = &[
             &[0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90],
             &[0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xe0], // jmp *%rax (ff /4)
-            &[0x48, 0x89, 0xe5],                          // mov %rsp,%rbp
+            &[0x48, 0x89, 0xe5],                         // mov %rsp,%rbp
         ];
         for bytes in not_calls {
             let memory = code_ending_at(0x1000, bytes);
@@ -186,6 +201,9 @@ mod tests {
         assert_eq!(regs.get(0), Some(0x100d)); // rax
         assert_eq!(regs.sp(), Some(0x100f));
         assert_eq!(regs.pc(), Some(0x1010));
-        assert_eq!(restore_signal_context(&Bytes(HashMap::new()), sp).err(), Some(sp + 40));
+        assert_eq!(
+            restore_signal_context(&Bytes(HashMap::new()), sp).err(),
+            Some(sp + 40)
+        );
     }
 }

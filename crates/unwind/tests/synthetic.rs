@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use coresnap_unwind::{
-    Arch, FrameKind, Memory, ModuleUnwindInfo, Regs, SectionBytes, StopReason, Trust, UnwindOptions,
-    UnwindSection, Unwinder,
+    Arch, FrameKind, Memory, ModuleUnwindInfo, Regs, SectionBytes, StopReason, Trust,
+    UnwindOptions, UnwindSection, Unwinder,
 };
 use gimli::write::{
     Address, CallFrameInstruction as Cfi, CommonInformationEntry, EndianVec, Expression,
@@ -44,7 +44,11 @@ impl Memory for TestMemory {
     }
 }
 
-const ENCODING: Encoding = Encoding { format: Format::Dwarf32, version: 1, address_size: 8 };
+const ENCODING: Encoding = Encoding {
+    format: Format::Dwarf32,
+    version: 1,
+    address_size: 8,
+};
 
 fn x86_64_cie() -> CommonInformationEntry {
     let mut cie = CommonInformationEntry::new(ENCODING, 1, -8, X86_64::RA);
@@ -69,7 +73,8 @@ fn frame_table(cie: CommonInformationEntry, functions: &[Function]) -> FrameTabl
     let mut table = FrameTable::default();
     let cie_id = table.add_cie(cie);
     for function in functions {
-        let mut fde = FrameDescriptionEntry::new(Address::Constant(function.start), function.length);
+        let mut fde =
+            FrameDescriptionEntry::new(Address::Constant(function.start), function.length);
         for (offset, instruction) in &function.instructions {
             fde.add_instruction(*offset, instruction.clone());
         }
@@ -102,7 +107,9 @@ fn eh_frame_hdr_bytes(eh_frame: &[u8], eh_frame_svma: u64, hdr_svma: u64) -> Vec
     let mut table = Vec::new();
     while let Some(entry) = entries.next().expect("parsable") {
         if let gimli::CieOrFde::Fde(partial) = entry {
-            let fde = partial.parse(gimli::EhFrame::cie_from_offset).expect("parsable");
+            let fde = partial
+                .parse(gimli::EhFrame::cie_from_offset)
+                .expect("parsable");
             table.push((fde.initial_address(), eh_frame_svma + fde.offset() as u64));
         }
     }
@@ -118,7 +125,10 @@ fn eh_frame_hdr_bytes(eh_frame: &[u8], eh_frame_svma: u64, hdr_svma: u64) -> Vec
 }
 
 fn section(svma: u64, bytes: Vec<u8>) -> UnwindSection {
-    UnwindSection { svma, data: SectionBytes::from_vec(bytes) }
+    UnwindSection {
+        svma,
+        data: SectionBytes::from_vec(bytes),
+    }
 }
 
 fn module(name: &str, svma_range: std::ops::Range<u64>, bias: u64) -> ModuleUnwindInfo {
@@ -134,7 +144,11 @@ fn module(name: &str, svma_range: std::ops::Range<u64>, bias: u64) -> ModuleUnwi
 }
 
 fn no_fallbacks() -> UnwindOptions {
-    UnwindOptions { allow_frame_pointer: false, allow_scan: false, ..UnwindOptions::default() }
+    UnwindOptions {
+        allow_frame_pointer: false,
+        allow_scan: false,
+        ..UnwindOptions::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -170,7 +184,11 @@ fn x86_64_functions() -> Vec<Function> {
                 (1, Cfi::Undefined(X86_64::R15)),
             ],
         },
-        Function { start: 0x1200, length: 0x100, instructions: vec![(0, Cfi::Undefined(X86_64::RA))] },
+        Function {
+            start: 0x1200,
+            length: 0x100,
+            instructions: vec![(0, Cfi::Undefined(X86_64::RA))],
+        },
     ]
 }
 
@@ -198,22 +216,50 @@ fn check_x86_64_walk(unwinder: &mut Unwinder, bias: u64) {
     assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{unwound:#?}");
     let frames = &unwound.frames;
     assert_eq!(frames.len(), 3, "{unwound:#?}");
-    assert_eq!(frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0x1010 + bias, 0x1150 + bias, 0x1250 + bias]);
-    assert_eq!(frames.iter().map(|f| f.lookup_pc).collect::<Vec<_>>(), vec![0x1010 + bias, 0x114f + bias, 0x124f + bias]);
-    assert_eq!(frames.iter().map(|f| f.trust).collect::<Vec<_>>(), vec![Trust::Context, Trust::Cfi, Trust::Cfi]);
-    assert_eq!(frames.iter().map(|f| f.sp).collect::<Vec<_>>(), vec![STACK, STACK + 16, STACK + 40]);
+    assert_eq!(
+        frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0x1010 + bias, 0x1150 + bias, 0x1250 + bias]
+    );
+    assert_eq!(
+        frames.iter().map(|f| f.lookup_pc).collect::<Vec<_>>(),
+        vec![0x1010 + bias, 0x114f + bias, 0x124f + bias]
+    );
+    assert_eq!(
+        frames.iter().map(|f| f.trust).collect::<Vec<_>>(),
+        vec![Trust::Context, Trust::Cfi, Trust::Cfi]
+    );
+    assert_eq!(
+        frames.iter().map(|f| f.sp).collect::<Vec<_>>(),
+        vec![STACK, STACK + 16, STACK + 40]
+    );
     assert_eq!(frames[0].cfa, Some(STACK + 16));
     assert_eq!(frames[1].cfa, Some(STACK + 40));
 
     let middle = &frames[1].regs;
-    assert_eq!(middle.get(3), Some(0x1111), "rbx restored from the stack (Offset)");
-    assert_eq!(middle.get(6), Some(0x6666), "rbp callee-saved, no rule: same value");
-    assert_eq!(middle.get(0), None, "rax is caller-saved: unknown in the caller");
+    assert_eq!(
+        middle.get(3),
+        Some(0x1111),
+        "rbx restored from the stack (Offset)"
+    );
+    assert_eq!(
+        middle.get(6),
+        Some(0x6666),
+        "rbp callee-saved, no rule: same value"
+    );
+    assert_eq!(
+        middle.get(0),
+        None,
+        "rax is caller-saved: unknown in the caller"
+    );
     assert_eq!(middle.get(14), Some(0x1414));
 
     let outer = &frames[2].regs;
     assert_eq!(outer.get(6), Some(0xbbbb), "rbp from an Expression rule");
-    assert_eq!(outer.get(12), Some(0x1111 + 5), "r12 from a ValExpression rule");
+    assert_eq!(
+        outer.get(12),
+        Some(0x1111 + 5),
+        "r12 from a ValExpression rule"
+    );
     assert_eq!(outer.get(13), Some(0x1414), "r13 from a Register rule");
     assert_eq!(outer.get(15), None, "r15 Undefined");
     assert_eq!(outer.get(3), Some(0x1111), "rbx same value");
@@ -270,10 +316,16 @@ fn cfi_that_does_not_grow_the_stack_stops() {
     let functions = vec![Function {
         start: 0x1000,
         length: 0x100,
-        instructions: vec![(0, Cfi::Cfa(X86_64::RSP, 0)), (0, Cfi::Offset(X86_64::RA, 0))],
+        instructions: vec![
+            (0, Cfi::Cfa(X86_64::RSP, 0)),
+            (0, Cfi::Offset(X86_64::RA, 0)),
+        ],
     }];
     let mut info = module("synthetic", 0x1000..0x2000, 0);
-    info.eh_frame = Some(section(0x3000, eh_frame_bytes(&frame_table(x86_64_cie(), &functions))));
+    info.eh_frame = Some(section(
+        0x3000,
+        eh_frame_bytes(&frame_table(x86_64_cie(), &functions)),
+    ));
     let mut unwinder = Unwinder::new(Arch::X86_64, vec![info], no_fallbacks());
     let mut memory = TestMemory::default();
     memory.put_u64(STACK, 0x1020);
@@ -282,7 +334,14 @@ fn cfi_that_does_not_grow_the_stack_stops() {
     regs.set(7, STACK);
     // Frame 0 may be a leaf whose caller shares its stack pointer; frame 1 may not.
     let unwound = unwinder.unwind(&regs, &memory);
-    assert_eq!(unwound.frames.iter().map(|f| (f.pc, f.sp)).collect::<Vec<_>>(), vec![(0x1010, STACK), (0x1020, STACK)]);
+    assert_eq!(
+        unwound
+            .frames
+            .iter()
+            .map(|f| (f.pc, f.sp))
+            .collect::<Vec<_>>(),
+        vec![(0x1010, STACK), (0x1020, STACK)]
+    );
     assert_eq!(unwound.stop_reason, StopReason::StackNotGrowing);
 
     // The same frame twice is a loop.
@@ -296,7 +355,10 @@ fn cfi_that_does_not_grow_the_stack_stops() {
 fn unreadable_return_address_is_reported() {
     let functions = x86_64_functions();
     let mut info = module("synthetic", 0x1000..0x2000, 0);
-    info.eh_frame = Some(section(0x3000, eh_frame_bytes(&frame_table(x86_64_cie(), &functions))));
+    info.eh_frame = Some(section(
+        0x3000,
+        eh_frame_bytes(&frame_table(x86_64_cie(), &functions)),
+    ));
     let mut unwinder = Unwinder::new(Arch::X86_64, vec![info], no_fallbacks());
     let mut regs = Regs::new(Arch::X86_64);
     regs.set(16, 0x1010);
@@ -310,15 +372,27 @@ fn unreadable_return_address_is_reported() {
 #[test]
 fn return_address_outside_code_stops() {
     let mut info = module("synthetic", 0x1000..0x2000, 0);
-    info.eh_frame = Some(section(0x3000, eh_frame_bytes(&frame_table(x86_64_cie(), &x86_64_functions()))));
+    info.eh_frame = Some(section(
+        0x3000,
+        eh_frame_bytes(&frame_table(x86_64_cie(), &x86_64_functions())),
+    ));
     let mut unwinder = Unwinder::new(Arch::X86_64, vec![info], no_fallbacks());
     let (regs, mut memory) = x86_64_stack(0);
     memory.put_u64(STACK + 8, 0xdead_0000);
     let unwound = unwinder.unwind(&regs, &memory);
-    assert_eq!(unwound.stop_reason, StopReason::NoExecutableMapping(0xdead_0000));
-    assert_eq!(unwound.stop_reason.to_string(), "the return address 0xdead0000 is in no executable mapping");
+    assert_eq!(
+        unwound.stop_reason,
+        StopReason::NoExecutableMapping(0xdead_0000)
+    );
+    assert_eq!(
+        unwound.stop_reason.to_string(),
+        "the return address 0xdead0000 is in no executable mapping"
+    );
     memory.put_u64(STACK + 8, 0);
-    assert_eq!(unwinder.unwind(&regs, &memory).stop_reason, StopReason::ZeroPc);
+    assert_eq!(
+        unwinder.unwind(&regs, &memory).stop_reason,
+        StopReason::ZeroPc
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +401,11 @@ fn return_address_outside_code_stops() {
 fn aarch64_functions() -> Vec<Function> {
     vec![
         // A leaf: no rules at all, lr still holds the return address.
-        Function { start: 0x40_0000, length: 0x100, instructions: vec![] },
+        Function {
+            start: 0x40_0000,
+            length: 0x100,
+            instructions: vec![],
+        },
         // paciasp; stp x29, x30, [sp, #-32]!
         Function {
             start: 0x40_0100,
@@ -340,13 +418,20 @@ fn aarch64_functions() -> Vec<Function> {
                 (8, Cfi::Offset(AArch64::X19, -16)),
             ],
         },
-        Function { start: 0x40_0200, length: 0x100, instructions: vec![(0, Cfi::Undefined(AArch64::X30))] },
+        Function {
+            start: 0x40_0200,
+            length: 0x100,
+            instructions: vec![(0, Cfi::Undefined(AArch64::X30))],
+        },
     ]
 }
 
 fn aarch64_walk(options: UnwindOptions, signed_lr: u64) {
     let mut info = module("synthetic", 0x40_0000..0x41_0000, 0);
-    info.eh_frame = Some(section(0x42_0000, eh_frame_bytes(&frame_table(aarch64_cie(), &aarch64_functions()))));
+    info.eh_frame = Some(section(
+        0x42_0000,
+        eh_frame_bytes(&frame_table(aarch64_cie(), &aarch64_functions())),
+    ));
     let mut unwinder = Unwinder::new(Arch::Aarch64, vec![info], options);
     let sp = 0xffff_f000_0000u64;
     let mut memory = TestMemory::default();
@@ -363,11 +448,24 @@ fn aarch64_walk(options: UnwindOptions, signed_lr: u64) {
     let unwound = unwinder.unwind(&regs, &memory);
     assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{unwound:#?}");
     let frames = &unwound.frames;
-    assert_eq!(frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0x40_0010, 0x40_0124, 0x40_0208]);
-    assert_eq!(frames.iter().map(|f| f.lookup_pc).collect::<Vec<_>>(), vec![0x40_0010, 0x40_0123, 0x40_0207]);
-    assert_eq!(frames.iter().map(|f| f.trust).collect::<Vec<_>>(), vec![Trust::Context, Trust::Cfi, Trust::Cfi]);
+    assert_eq!(
+        frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0x40_0010, 0x40_0124, 0x40_0208]
+    );
+    assert_eq!(
+        frames.iter().map(|f| f.lookup_pc).collect::<Vec<_>>(),
+        vec![0x40_0010, 0x40_0123, 0x40_0207]
+    );
+    assert_eq!(
+        frames.iter().map(|f| f.trust).collect::<Vec<_>>(),
+        vec![Trust::Context, Trust::Cfi, Trust::Cfi]
+    );
     assert_eq!(frames[1].sp, sp, "a leaf's CFA is sp+0");
-    assert_eq!(frames[1].regs.get(19), Some(0x4242), "x19 callee-saved: same value");
+    assert_eq!(
+        frames[1].regs.get(19),
+        Some(0x4242),
+        "x19 callee-saved: same value"
+    );
     assert_eq!(frames[1].regs.get(0), None);
     assert_eq!(frames[2].sp, sp + 32);
     assert_eq!(frames[2].regs.get(29), Some(0xf0f0));
@@ -377,7 +475,10 @@ fn aarch64_walk(options: UnwindOptions, signed_lr: u64) {
 
 #[test]
 fn aarch64_cfi_with_pac_mask() {
-    let options = UnwindOptions { pac_mask: Some(0x007f_0000_0000_0000), ..no_fallbacks() };
+    let options = UnwindOptions {
+        pac_mask: Some(0x007f_0000_0000_0000),
+        ..no_fallbacks()
+    };
     aarch64_walk(options, 0x0023_0000_0040_0208);
 }
 
@@ -394,7 +495,14 @@ fn aarch64_cfi_strips_to_48_bits_without_a_mask() {
 fn x86_64_frame_pointer_chain() {
     // No unwind sections at all.
     let info = module("no-cfi", 0x1000..0x2000, 0);
-    let mut unwinder = Unwinder::new(Arch::X86_64, vec![info], UnwindOptions { allow_scan: false, ..UnwindOptions::default() });
+    let mut unwinder = Unwinder::new(
+        Arch::X86_64,
+        vec![info],
+        UnwindOptions {
+            allow_scan: false,
+            ..UnwindOptions::default()
+        },
+    );
     let mut memory = TestMemory::default();
     memory.put_u64(STACK + 16, STACK + 48); // [rbp] = caller rbp
     memory.put_u64(STACK + 24, 0x1234); // [rbp+8] = return address
@@ -405,26 +513,43 @@ fn x86_64_frame_pointer_chain() {
     regs.set(7, STACK);
     regs.set(6, STACK + 16);
     let unwound = unwinder.unwind(&regs, &memory);
-    assert_eq!(unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0x1010, 0x1234, 0x1300]);
+    assert_eq!(
+        unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0x1010, 0x1234, 0x1300]
+    );
     assert_eq!(
         unwound.frames.iter().map(|f| f.trust).collect::<Vec<_>>(),
         vec![Trust::Context, Trust::FramePointer, Trust::FramePointer]
     );
     assert_eq!(unwound.frames[1].sp, STACK + 32);
     assert_eq!(unwound.frames[2].sp, STACK + 64);
-    assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "rbp 0 marks the outermost frame");
+    assert_eq!(
+        unwound.stop_reason,
+        StopReason::EndOfStack,
+        "rbp 0 marks the outermost frame"
+    );
 
     // A chain into non-code is refused.
     memory.put_u64(STACK + 24, 0x9999_0000);
     let unwound = unwinder.unwind(&regs, &memory);
     assert_eq!(unwound.frames.len(), 1);
-    assert_eq!(unwound.stop_reason, StopReason::NoExecutableMapping(0x9999_0000));
+    assert_eq!(
+        unwound.stop_reason,
+        StopReason::NoExecutableMapping(0x9999_0000)
+    );
 }
 
 #[test]
 fn aarch64_frame_pointer_chain_strips_pac() {
     let info = module("no-cfi", 0x40_0000..0x41_0000, 0);
-    let mut unwinder = Unwinder::new(Arch::Aarch64, vec![info], UnwindOptions { allow_scan: false, ..UnwindOptions::default() });
+    let mut unwinder = Unwinder::new(
+        Arch::Aarch64,
+        vec![info],
+        UnwindOptions {
+            allow_scan: false,
+            ..UnwindOptions::default()
+        },
+    );
     let sp = 0xffff_f000_0000u64;
     let mut memory = TestMemory::default();
     memory.put_u64(sp + 32, sp + 96);
@@ -436,7 +561,10 @@ fn aarch64_frame_pointer_chain_strips_pac() {
     regs.set(31, sp);
     regs.set(29, sp + 32);
     let unwound = unwinder.unwind(&regs, &memory);
-    assert_eq!(unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0x40_0010, 0x40_0500, 0x40_0600]);
+    assert_eq!(
+        unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0x40_0010, 0x40_0500, 0x40_0600]
+    );
     assert_eq!(unwound.frames[1].trust, Trust::FramePointer);
     assert_eq!(unwound.frames[1].cfa, Some(sp + 112));
     assert_eq!(unwound.frames[0].cfa, Some(sp + 48));
@@ -446,8 +574,15 @@ fn aarch64_frame_pointer_chain_strips_pac() {
 #[test]
 fn x86_64_scan_accepts_only_return_addresses_after_calls() {
     let mut info = module("code", 0x1000..0x2000, 0);
-    info.text_svma_ranges = vec![0x1000..0x1800];
-    let mut unwinder = Unwinder::new(Arch::X86_64, vec![info], UnwindOptions { allow_frame_pointer: false, ..UnwindOptions::default() });
+    info.text_svma_ranges = std::iter::once(0x1000..0x1800).collect();
+    let mut unwinder = Unwinder::new(
+        Arch::X86_64,
+        vec![info],
+        UnwindOptions {
+            allow_frame_pointer: false,
+            ..UnwindOptions::default()
+        },
+    );
     let mut memory = TestMemory::default();
     memory.put(0x1000, &[0u8; 0x1000]);
     memory.put(0x1200 - 5, &[0xe8, 0x10, 0x20, 0x30, 0x40]); // call rel32
@@ -463,8 +598,14 @@ fn x86_64_scan_accepts_only_return_addresses_after_calls() {
     regs.set(16, 0x1010);
     regs.set(7, STACK);
     let unwound = unwinder.unwind(&regs, &memory);
-    assert_eq!(unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0x1010, 0x1200, 0x1400]);
-    assert_eq!(unwound.frames.iter().map(|f| f.sp).collect::<Vec<_>>(), vec![STACK, STACK + 32, STACK + 72]);
+    assert_eq!(
+        unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0x1010, 0x1200, 0x1400]
+    );
+    assert_eq!(
+        unwound.frames.iter().map(|f| f.sp).collect::<Vec<_>>(),
+        vec![STACK, STACK + 32, STACK + 72]
+    );
     assert_eq!(unwound.frames[1].trust, Trust::Scan);
     assert_eq!(unwound.frames[2].trust, Trust::Scan);
     assert_eq!(unwound.stop_reason, StopReason::NoUnwindMethod);
@@ -473,7 +614,14 @@ fn x86_64_scan_accepts_only_return_addresses_after_calls() {
 #[test]
 fn aarch64_scan_finds_bl_return_addresses() {
     let info = module("code", 0x40_0000..0x41_0000, 0);
-    let mut unwinder = Unwinder::new(Arch::Aarch64, vec![info], UnwindOptions { allow_frame_pointer: false, ..UnwindOptions::default() });
+    let mut unwinder = Unwinder::new(
+        Arch::Aarch64,
+        vec![info],
+        UnwindOptions {
+            allow_frame_pointer: false,
+            ..UnwindOptions::default()
+        },
+    );
     let sp = 0xffff_f000_0000u64;
     let mut memory = TestMemory::default();
     memory.put(sp, &[0u8; 0x100]);
@@ -485,7 +633,10 @@ fn aarch64_scan_finds_bl_return_addresses() {
     regs.set(32, 0x40_0010);
     regs.set(31, sp);
     let unwound = unwinder.unwind(&regs, &memory);
-    assert_eq!(unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0x40_0010, 0x40_0304]);
+    assert_eq!(
+        unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0x40_0010, 0x40_0304]
+    );
     assert_eq!(unwound.frames[1].trust, Trust::Scan);
     assert_eq!(unwound.frames[1].sp, sp + 24);
 }
@@ -494,7 +645,10 @@ fn aarch64_scan_finds_bl_return_addresses() {
 fn x86_64_call_through_a_null_pointer() {
     // pc 0: the return address the call pushed is at [sp].
     let mut info = module("code", 0x1000..0x2000, 0);
-    info.eh_frame = Some(section(0x3000, eh_frame_bytes(&frame_table(x86_64_cie(), &x86_64_functions()))));
+    info.eh_frame = Some(section(
+        0x3000,
+        eh_frame_bytes(&frame_table(x86_64_cie(), &x86_64_functions())),
+    ));
     let mut unwinder = Unwinder::new(Arch::X86_64, vec![info], UnwindOptions::default());
     let (mut regs, mut memory) = x86_64_stack(0);
     memory.put(0x1000, &[0u8; 0x20]);
@@ -503,7 +657,10 @@ fn x86_64_call_through_a_null_pointer() {
     regs.set(16, 0);
     regs.set(7, STACK - 8);
     let unwound = unwinder.unwind(&regs, &memory);
-    assert_eq!(unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0, 0x1010, 0x1150, 0x1250]);
+    assert_eq!(
+        unwound.frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0, 0x1010, 0x1150, 0x1250]
+    );
     assert_eq!(unwound.frames[1].trust, Trust::Scan);
     assert_eq!(unwound.frames[2].trust, Trust::Cfi);
     assert_eq!(unwound.stop_reason, StopReason::EndOfStack);
@@ -518,25 +675,61 @@ fn x86_64_signal_frame_restores_the_interrupted_context() {
     // undefined return address, `before` [0x1f00, 0x2000) right before __restore_rt at 0x2000:
     // its CFI must not be used for the trampoline (pc-1 would land in it).
     let functions = vec![
-        Function { start: 0x1000, length: 0x100, instructions: vec![] },
-        Function { start: 0x1100, length: 0x100, instructions: vec![(1, Cfi::CfaOffset(16))] },
-        Function { start: 0x1200, length: 0x100, instructions: vec![(0, Cfi::Undefined(X86_64::RA))] },
-        Function { start: 0x1f00, length: 0x100, instructions: vec![(0, Cfi::Cfa(X86_64::RSP, 4096))] },
+        Function {
+            start: 0x1000,
+            length: 0x100,
+            instructions: vec![],
+        },
+        Function {
+            start: 0x1100,
+            length: 0x100,
+            instructions: vec![(1, Cfi::CfaOffset(16))],
+        },
+        Function {
+            start: 0x1200,
+            length: 0x100,
+            instructions: vec![(0, Cfi::Undefined(X86_64::RA))],
+        },
+        Function {
+            start: 0x1f00,
+            length: 0x100,
+            instructions: vec![(0, Cfi::Cfa(X86_64::RSP, 4096))],
+        },
     ];
     let mut info = module("libc", 0x1000..0x3000, 0);
-    info.eh_frame = Some(section(0x4000, eh_frame_bytes(&frame_table(x86_64_cie(), &functions))));
+    info.eh_frame = Some(section(
+        0x4000,
+        eh_frame_bytes(&frame_table(x86_64_cie(), &functions)),
+    ));
     let mut unwinder = Unwinder::new(Arch::X86_64, vec![info], no_fallbacks());
 
     let handler_sp = 0x7ffd_0000_0000u64;
     let interrupted_sp = 0x7ffd_0000_2000u64;
     let mut memory = TestMemory::default();
-    memory.put(0x2000, &[0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05]);
+    memory.put(
+        0x2000,
+        &[0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05],
+    );
     memory.put_u64(handler_sp, 0x2000); // the handler returns into __restore_rt
     let uc = handler_sp + 8;
     let sigcontext = [
-        0x808, 0x909, 0x1010, 0x1111, 0x1212, 0x1313, 0x1414, 0x1515, // r8..r15
-        0xd1, 0x51, interrupted_sp + 0x40, 0xb0, 0xd0, 0xa0, 0xc0, // rdi rsi rbp rbx rdx rax rcx
-        interrupted_sp, 0x1150u64, // rsp rip
+        0x808,
+        0x909,
+        0x1010,
+        0x1111,
+        0x1212,
+        0x1313,
+        0x1414,
+        0x1515, // r8..r15
+        0xd1,
+        0x51,
+        interrupted_sp + 0x40,
+        0xb0,
+        0xd0,
+        0xa0,
+        0xc0, // rdi rsi rbp rbx rdx rax rcx
+        interrupted_sp,
+        0x1150u64, // rsp rip
     ];
     for (i, value) in sigcontext.iter().enumerate() {
         memory.put_u64(uc + 40 + 8 * i as u64, *value);
@@ -549,17 +742,31 @@ fn x86_64_signal_frame_restores_the_interrupted_context() {
     let unwound = unwinder.unwind(&regs, &memory);
     assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{unwound:#?}");
     let frames = &unwound.frames;
-    assert_eq!(frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0x1010, 0x2000, 0x1150, 0x1280]);
+    assert_eq!(
+        frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0x1010, 0x2000, 0x1150, 0x1280]
+    );
     assert_eq!(
         frames.iter().map(|f| f.kind).collect::<Vec<_>>(),
-        vec![FrameKind::Normal, FrameKind::Signal, FrameKind::Normal, FrameKind::Normal]
+        vec![
+            FrameKind::Normal,
+            FrameKind::Signal,
+            FrameKind::Normal,
+            FrameKind::Normal
+        ]
     );
     assert_eq!(
         frames.iter().map(|f| f.trust).collect::<Vec<_>>(),
         vec![Trust::Context, Trust::Cfi, Trust::Context, Trust::Cfi]
     );
-    assert_eq!(frames[1].lookup_pc, 0x2000, "the trampoline is looked up at its pc");
-    assert_eq!(frames[2].lookup_pc, 0x1150, "the interrupted frame is looked up at its pc");
+    assert_eq!(
+        frames[1].lookup_pc, 0x2000,
+        "the trampoline is looked up at its pc"
+    );
+    assert_eq!(
+        frames[2].lookup_pc, 0x1150,
+        "the interrupted frame is looked up at its pc"
+    );
     assert_eq!(frames[3].lookup_pc, 0x127f);
     let interrupted = &frames[2].regs;
     assert_eq!(interrupted.get(0), Some(0xa0));
@@ -574,11 +781,22 @@ fn x86_64_signal_frame_restores_the_interrupted_context() {
 fn aarch64_signal_frame_outside_any_module() {
     // qemu-user puts its trampoline in a page no module covers.
     let functions = vec![
-        Function { start: 0x40_0000, length: 0x100, instructions: vec![] }, // leaf handler
-        Function { start: 0x40_0100, length: 0x100, instructions: vec![(0, Cfi::Undefined(AArch64::X30))] },
+        Function {
+            start: 0x40_0000,
+            length: 0x100,
+            instructions: vec![],
+        }, // leaf handler
+        Function {
+            start: 0x40_0100,
+            length: 0x100,
+            instructions: vec![(0, Cfi::Undefined(AArch64::X30))],
+        },
     ];
     let mut info = module("exe", 0x40_0000..0x41_0000, 0);
-    info.eh_frame = Some(section(0x42_0000, eh_frame_bytes(&frame_table(aarch64_cie(), &functions))));
+    info.eh_frame = Some(section(
+        0x42_0000,
+        eh_frame_bytes(&frame_table(aarch64_cie(), &functions)),
+    ));
     let mut unwinder = Unwinder::new(Arch::Aarch64, vec![info], no_fallbacks());
 
     let trampoline = 0x5500_0000u64;
@@ -600,7 +818,10 @@ fn aarch64_signal_frame_outside_any_module() {
     let unwound = unwinder.unwind(&regs, &memory);
     assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{unwound:#?}");
     let frames = &unwound.frames;
-    assert_eq!(frames.iter().map(|f| f.pc).collect::<Vec<_>>(), vec![0x40_0010, trampoline, 0x40_0120]);
+    assert_eq!(
+        frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+        vec![0x40_0010, trampoline, 0x40_0120]
+    );
     assert_eq!(frames[1].kind, FrameKind::Signal);
     assert_eq!(frames[1].lookup_pc, trampoline);
     assert_eq!(frames[2].trust, Trust::Context);
@@ -644,17 +865,30 @@ fn garbage_never_panics_or_loops() {
             info.eh_frame = Some(section(0x1000, random.clone()));
             info.eh_frame_hdr = Some(section(0x800, random[..64].to_vec()));
             info.debug_frame = Some(section(0, random[64..].to_vec()));
-            let mut unwinder = Unwinder::new(arch, vec![info], UnwindOptions { scan_words: 64, ..UnwindOptions::default() });
+            let mut unwinder = Unwinder::new(
+                arch,
+                vec![info],
+                UnwindOptions {
+                    scan_words: 64,
+                    ..UnwindOptions::default()
+                },
+            );
             let mut regs = Regs::new(arch);
             for dwarf in 0..33 {
-                regs.set(dwarf, noise.read_u64(dwarf as u64 * 8 + seed).unwrap_or(seed));
+                regs.set(
+                    dwarf,
+                    noise.read_u64(dwarf as u64 * 8 + seed).unwrap_or(seed),
+                );
             }
             let unwound = unwinder.unwind(&regs, &noise);
             assert!(!unwound.frames.is_empty());
             for pair in unwound.frames.windows(2) {
                 let grew = pair[1].sp > pair[0].sp;
                 let leaf = pair[0].trust == Trust::Context && pair[1].sp == pair[0].sp;
-                assert!(grew || leaf || pair[0].kind == FrameKind::Signal, "{unwound:#?}");
+                assert!(
+                    grew || leaf || pair[0].kind == FrameKind::Signal,
+                    "{unwound:#?}"
+                );
             }
         }
     }

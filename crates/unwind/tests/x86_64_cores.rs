@@ -7,7 +7,9 @@ mod common;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{compile, crash, function_name, load_core, modules_from_core, scratch_dir, LoadedModule};
+use common::{
+    compile, crash, function_name, load_core, modules_from_core, scratch_dir, LoadedModule,
+};
 use coresnap_unwind::{FrameKind, StopReason, Trust, UnwindOptions, Unwinder, Unwound};
 
 const THREE_LEVELS: &str = r#"
@@ -25,7 +27,11 @@ struct Walk {
     modules: Vec<LoadedModule>,
 }
 
-fn walk_core(core_path: &std::path::Path, options: UnwindOptions, adjust: impl FnOnce(&mut Vec<LoadedModule>)) -> Walk {
+fn walk_core(
+    core_path: &std::path::Path,
+    options: UnwindOptions,
+    adjust: impl FnOnce(&mut Vec<LoadedModule>),
+) -> Walk {
     let mut core = load_core(core_path);
     let mut modules = modules_from_core(&mut core);
     adjust(&mut modules);
@@ -38,7 +44,11 @@ fn walk_core(core_path: &std::path::Path, options: UnwindOptions, adjust: impl F
         .iter()
         .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_else(|| format!("{:#x}", f.pc)))
         .collect();
-    Walk { unwound, names, modules }
+    Walk {
+        unwound,
+        names,
+        modules,
+    }
 }
 
 fn describe(walk: &Walk) -> String {
@@ -58,7 +68,9 @@ fn describe(walk: &Walk) -> String {
 
 fn is_exe(walk: &Walk, index: usize, exe: &std::path::Path) -> bool {
     let pc = walk.unwound.frames[index].lookup_pc;
-    walk.modules.iter().any(|m| m.info.name == exe.display().to_string() && m.info.avma_range.contains(&pc))
+    walk.modules
+        .iter()
+        .any(|m| m.info.name == exe.display().to_string() && m.info.avma_range.contains(&pc))
 }
 
 #[test]
@@ -68,10 +80,21 @@ fn cfi_from_eh_frame_walks_to_start() {
     let core = crash(&exe);
     let walk = walk_core(&core, UnwindOptions::default(), |_| {});
     let report = describe(&walk);
-    assert_eq!(walk.names[..4], ["crash_here", "middle", "outer", "main"], "{report}");
+    assert_eq!(
+        walk.names[..4],
+        ["crash_here", "middle", "outer", "main"],
+        "{report}"
+    );
     assert_eq!(walk.unwound.stop_reason, StopReason::EndOfStack, "{report}");
-    assert_eq!(walk.names.last().map(String::as_str), Some("_start"), "{report}");
-    assert!(walk.unwound.frames.len() >= 6, "main's callers in libc are missing\n{report}");
+    assert_eq!(
+        walk.names.last().map(String::as_str),
+        Some("_start"),
+        "{report}"
+    );
+    assert!(
+        walk.unwound.frames.len() >= 6,
+        "main's callers in libc are missing\n{report}"
+    );
     assert_eq!(walk.unwound.frames[0].trust, Trust::Context);
     for frame in &walk.unwound.frames[1..] {
         assert_eq!(frame.trust, Trust::Cfi, "{report}");
@@ -79,7 +102,10 @@ fn cfi_from_eh_frame_walks_to_start() {
     }
     // Callee-saved registers travel up: main's frame knows rbx, rsp, rip; not rax.
     let main = &walk.unwound.frames[3];
-    assert!(main.regs.get(3).is_some() && main.regs.get(0).is_none(), "{report}");
+    assert!(
+        main.regs.get(3).is_some() && main.regs.get(0).is_none(),
+        "{report}"
+    );
     assert!(main.cfa.is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -87,24 +113,60 @@ fn cfi_from_eh_frame_walks_to_start() {
 #[test]
 fn cfi_from_debug_frame_only() {
     let dir = scratch_dir("debug-frame");
-    let exe = compile(&dir, "three", THREE_LEVELS, &["-O2", "-g", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"]);
+    let exe = compile(
+        &dir,
+        "three",
+        THREE_LEVELS,
+        &[
+            "-O2",
+            "-g",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-unwind-tables",
+        ],
+    );
     let core = crash(&exe);
 
     // .eh_frame alone (crt's FDEs only) cannot leave crash_here.
-    let without = walk_core(&core, UnwindOptions { allow_frame_pointer: false, allow_scan: false, ..UnwindOptions::default() }, |modules| {
-        for module in modules.iter_mut() {
-            module.info.debug_frame = None;
-        }
-    });
+    let without = walk_core(
+        &core,
+        UnwindOptions {
+            allow_frame_pointer: false,
+            allow_scan: false,
+            ..UnwindOptions::default()
+        },
+        |modules| {
+            for module in modules.iter_mut() {
+                module.info.debug_frame = None;
+            }
+        },
+    );
     assert_eq!(without.unwound.frames.len(), 1, "{}", describe(&without));
 
     let exe_name = exe.display().to_string();
-    let walk = walk_core(&core, UnwindOptions { allow_frame_pointer: false, allow_scan: false, ..UnwindOptions::default() }, |modules| {
-        let exe_module = modules.iter().find(|m| m.info.name == exe_name).expect("the exe is mapped");
-        assert!(exe_module.info.debug_frame.is_some(), "gcc -g without unwind tables should emit .debug_frame");
-    });
+    let walk = walk_core(
+        &core,
+        UnwindOptions {
+            allow_frame_pointer: false,
+            allow_scan: false,
+            ..UnwindOptions::default()
+        },
+        |modules| {
+            let exe_module = modules
+                .iter()
+                .find(|m| m.info.name == exe_name)
+                .expect("the exe is mapped");
+            assert!(
+                exe_module.info.debug_frame.is_some(),
+                "gcc -g without unwind tables should emit .debug_frame"
+            );
+        },
+    );
     let report = describe(&walk);
-    assert_eq!(walk.names[..4], ["crash_here", "middle", "outer", "main"], "{report}");
+    assert_eq!(
+        walk.names[..4],
+        ["crash_here", "middle", "outer", "main"],
+        "{report}"
+    );
     for frame in &walk.unwound.frames[1..4] {
         assert_eq!(frame.trust, Trust::Cfi, "{report}");
     }
@@ -115,21 +177,49 @@ fn cfi_from_debug_frame_only() {
 #[test]
 fn frame_pointers_when_the_exe_has_no_cfi() {
     let dir = scratch_dir("frame-pointer");
-    let built = compile(&dir, "three-fp", THREE_LEVELS, &["-O2", "-fno-omit-frame-pointer"]);
+    let built = compile(
+        &dir,
+        "three-fp",
+        THREE_LEVELS,
+        &["-O2", "-fno-omit-frame-pointer"],
+    );
     let exe = dir.join("three-nocfi");
     let status = Command::new("objcopy")
-        .args(["--remove-section", ".eh_frame", "--remove-section", ".eh_frame_hdr"])
+        .args([
+            "--remove-section",
+            ".eh_frame",
+            "--remove-section",
+            ".eh_frame_hdr",
+        ])
         .arg(&built)
         .arg(&exe)
         .status()
         .expect("objcopy runs");
     assert!(status.success());
     let core = crash(&exe);
-    let walk = walk_core(&core, UnwindOptions { allow_scan: false, ..UnwindOptions::default() }, |_| {});
+    let walk = walk_core(
+        &core,
+        UnwindOptions {
+            allow_scan: false,
+            ..UnwindOptions::default()
+        },
+        |_| {},
+    );
     let report = describe(&walk);
-    let exe_module = walk.modules.iter().find(|m| m.info.name == exe.display().to_string()).expect("exe mapped");
-    assert!(exe_module.info.eh_frame.is_none() && exe_module.info.debug_frame.is_none(), "CFI was not stripped");
-    assert_eq!(walk.names[..4], ["crash_here", "middle", "outer", "main"], "{report}");
+    let exe_module = walk
+        .modules
+        .iter()
+        .find(|m| m.info.name == exe.display().to_string())
+        .expect("exe mapped");
+    assert!(
+        exe_module.info.eh_frame.is_none() && exe_module.info.debug_frame.is_none(),
+        "CFI was not stripped"
+    );
+    assert_eq!(
+        walk.names[..4],
+        ["crash_here", "middle", "outer", "main"],
+        "{report}"
+    );
     // gcc gives the leaf no frame even with -fno-omit-frame-pointer: its caller comes from [sp].
     assert_eq!(walk.unwound.frames[1].trust, Trust::Scan, "{report}");
     for frame in &walk.unwound.frames[2..4] {
@@ -137,9 +227,22 @@ fn frame_pointers_when_the_exe_has_no_cfi() {
     }
     // main's caller is in libc, which has CFI again.
     assert!(!is_exe(&walk, 4, &exe), "{report}");
-    assert_eq!(walk.unwound.frames[4].trust, Trust::FramePointer, "{report}");
-    assert!(walk.unwound.frames[5..].iter().any(|f| f.trust == Trust::Cfi), "{report}");
-    assert_eq!(walk.names.last().map(String::as_str), Some("_start"), "{report}");
+    assert_eq!(
+        walk.unwound.frames[4].trust,
+        Trust::FramePointer,
+        "{report}"
+    );
+    assert!(
+        walk.unwound.frames[5..]
+            .iter()
+            .any(|f| f.trust == Trust::Cfi),
+        "{report}"
+    );
+    assert_eq!(
+        walk.names.last().map(String::as_str),
+        Some("_start"),
+        "{report}"
+    );
     assert_eq!(walk.unwound.stop_reason, StopReason::EndOfStack, "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -147,19 +250,40 @@ fn frame_pointers_when_the_exe_has_no_cfi() {
 #[test]
 fn stack_scan_without_cfi_or_frame_pointers() {
     let dir = scratch_dir("scan");
-    let built = compile(&dir, "three-omit", THREE_LEVELS, &["-O2", "-fomit-frame-pointer"]);
+    let built = compile(
+        &dir,
+        "three-omit",
+        THREE_LEVELS,
+        &["-O2", "-fomit-frame-pointer"],
+    );
     let exe = dir.join("three-scan");
     let status = Command::new("objcopy")
-        .args(["--remove-section", ".eh_frame", "--remove-section", ".eh_frame_hdr"])
+        .args([
+            "--remove-section",
+            ".eh_frame",
+            "--remove-section",
+            ".eh_frame_hdr",
+        ])
         .arg(&built)
         .arg(&exe)
         .status()
         .expect("objcopy runs");
     assert!(status.success());
     let core = crash(&exe);
-    let walk = walk_core(&core, UnwindOptions { allow_frame_pointer: false, ..UnwindOptions::default() }, |_| {});
+    let walk = walk_core(
+        &core,
+        UnwindOptions {
+            allow_frame_pointer: false,
+            ..UnwindOptions::default()
+        },
+        |_| {},
+    );
     let report = describe(&walk);
-    assert_eq!(walk.names[..4], ["crash_here", "middle", "outer", "main"], "{report}");
+    assert_eq!(
+        walk.names[..4],
+        ["crash_here", "middle", "outer", "main"],
+        "{report}"
+    );
     for frame in &walk.unwound.frames[1..4] {
         assert_eq!(frame.trust, Trust::Scan, "{report}");
     }
@@ -202,14 +326,29 @@ fn signal_handler_mid_stack() {
     assert_eq!(frames[2].kind, FrameKind::Signal, "{report}");
     assert_eq!(frames[2].lookup_pc, frames[2].pc, "{report}");
     // __restore_rt is in libc (which has no .symtab to name it).
-    let libc = walk.modules.iter().find(|m| m.info.name.contains("libc.so")).expect("libc mapped");
+    let libc = walk
+        .modules
+        .iter()
+        .find(|m| m.info.name.contains("libc.so"))
+        .expect("libc mapped");
     assert!(libc.info.avma_range.contains(&frames[2].pc), "{report}");
-    assert_eq!(walk.names[3..6], ["interrupted", "caller", "main"], "{report}");
+    assert_eq!(
+        walk.names[3..6],
+        ["interrupted", "caller", "main"],
+        "{report}"
+    );
     assert_eq!(frames[3].trust, Trust::Context, "{report}");
-    assert_eq!(frames[3].lookup_pc, frames[3].pc, "the interrupted pc is not a return address\n{report}");
+    assert_eq!(
+        frames[3].lookup_pc, frames[3].pc,
+        "the interrupted pc is not a return address\n{report}"
+    );
     assert_eq!(frames[4].trust, Trust::Cfi, "{report}");
     assert_eq!(walk.unwound.stop_reason, StopReason::EndOfStack, "{report}");
-    assert_eq!(walk.names.last().map(String::as_str), Some("_start"), "{report}");
+    assert_eq!(
+        walk.names.last().map(String::as_str),
+        Some("_start"),
+        "{report}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -232,7 +371,11 @@ fn ten_thousand_frames() {
     let core_path = crash(&exe);
     let mut core = load_core(&core_path);
     let modules = modules_from_core(&mut core);
-    let mut unwinder = Unwinder::new(core.arch, modules.iter().map(|m| m.info.clone()).collect(), UnwindOptions::default());
+    let mut unwinder = Unwinder::new(
+        core.arch,
+        modules.iter().map(|m| m.info.clone()).collect(),
+        UnwindOptions::default(),
+    );
     let regs = &core.threads[0].1;
 
     let started = Instant::now();
@@ -242,7 +385,11 @@ fn ten_thousand_frames() {
     let again = unwinder.unwind(regs, &core.memory);
     let cached = started.elapsed();
 
-    let names: Vec<String> = unwound.frames.iter().map(|f| function_name(&modules, f.lookup_pc).unwrap_or_default()).collect();
+    let names: Vec<String> = unwound
+        .frames
+        .iter()
+        .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_default())
+        .collect();
     let recursions = names.iter().filter(|n| *n == "recurse").count();
     assert_eq!(recursions, 10_001, "stop: {}", unwound.stop_reason);
     assert!(names[..10_001].iter().all(|n| n == "recurse"));
@@ -252,6 +399,9 @@ fn ten_thousand_frames() {
     assert_eq!(again.frames.len(), unwound.frames.len());
     eprintln!("10,000 frames: first walk {first:?}, cached walk {cached:?}");
     // Generous even for a debug build: the point is that a row is evaluated once, not per frame.
-    assert!(cached.as_secs_f64() < 2.0, "a cached 10,000-frame walk took {cached:?}");
+    assert!(
+        cached.as_secs_f64() < 2.0,
+        "a cached 10,000-frame walk took {cached:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

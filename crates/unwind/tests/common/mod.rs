@@ -27,7 +27,8 @@ pub struct CoreMemory {
 
 impl CoreMemory {
     pub fn add_file_mapping(&mut self, range: Range<u64>, file_offset: u64, bytes: Arc<Vec<u8>>) {
-        self.files.push((range.start, range.end, file_offset, bytes));
+        self.files
+            .push((range.start, range.end, file_offset, bytes));
     }
 
     fn chunk(&self, address: u64) -> Option<&[u8]> {
@@ -53,7 +54,9 @@ impl Memory for CoreMemory {
     fn read(&self, avma: u64, buf: &mut [u8]) -> bool {
         let mut done = 0usize;
         while done < buf.len() {
-            let Some(chunk) = self.chunk(avma.wrapping_add(done as u64)) else { return false };
+            let Some(chunk) = self.chunk(avma.wrapping_add(done as u64)) else {
+                return false;
+            };
             if chunk.is_empty() {
                 return false;
             }
@@ -85,7 +88,8 @@ fn u64_at(bytes: &[u8], offset: usize) -> u64 {
 }
 
 pub fn load_core(path: &Path) -> Core {
-    let core = Arc::new(std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())));
+    let core =
+        Arc::new(std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())));
     let header = elf::FileHeader64::<Le>::parse(&core[..]).expect("an ELF core");
     let endian = header.endian().expect("endian");
     let arch = match header.e_machine(endian) {
@@ -96,11 +100,16 @@ pub fn load_core(path: &Path) -> Core {
     let mut threads = Vec::new();
     let mut file_mappings = Vec::new();
     let mut dumped = Vec::new();
-    for ph in header.program_headers(endian, &core[..]).expect("program headers") {
+    for ph in header
+        .program_headers(endian, &core[..])
+        .expect("program headers")
+    {
         if ph.p_type(endian) == elf::PT_LOAD && ph.p_filesz(endian) > 0 {
             dumped.push((ph.p_vaddr(endian), ph.p_offset(endian), ph.p_filesz(endian)));
         }
-        let Some(mut notes) = ph.notes(endian, &core[..]).expect("notes") else { continue };
+        let Some(mut notes) = ph.notes(endian, &core[..]).expect("notes") else {
+            continue;
+        };
         while let Some(note) = notes.next().expect("a note") {
             let desc = note.desc();
             if note.n_type(endian) == elf::NT_PRSTATUS {
@@ -110,8 +119,22 @@ pub fn load_core(path: &Path) -> Core {
                     Arch::X86_64 => {
                         // user_regs_struct order → DWARF numbers.
                         let order: [(usize, u16); 17] = [
-                            (0, 15), (1, 14), (2, 13), (3, 12), (4, 6), (5, 3), (6, 11), (7, 10),
-                            (8, 9), (9, 8), (10, 0), (11, 2), (12, 1), (13, 4), (14, 5), (16, 16),
+                            (0, 15),
+                            (1, 14),
+                            (2, 13),
+                            (3, 12),
+                            (4, 6),
+                            (5, 3),
+                            (6, 11),
+                            (7, 10),
+                            (8, 9),
+                            (9, 8),
+                            (10, 0),
+                            (11, 2),
+                            (12, 1),
+                            (13, 4),
+                            (14, 5),
+                            (16, 16),
                             (19, 7),
                         ];
                         for (index, dwarf) in order {
@@ -131,7 +154,10 @@ pub fn load_core(path: &Path) -> Core {
                 let mut names = desc[16 + count * 24..].split(|b| *b == 0);
                 for i in 0..count {
                     let at = 16 + i * 24;
-                    let name = names.next().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+                    let name = names
+                        .next()
+                        .map(|n| String::from_utf8_lossy(n).into_owned())
+                        .unwrap_or_default();
                     file_mappings.push(FileMapping {
                         start: u64_at(desc, at),
                         end: u64_at(desc, at + 8),
@@ -142,8 +168,17 @@ pub fn load_core(path: &Path) -> Core {
             }
         }
     }
-    let memory = CoreMemory { core, dumped, files: Vec::new() };
-    Core { arch, threads, memory, file_mappings }
+    let memory = CoreMemory {
+        core,
+        dumped,
+        files: Vec::new(),
+    };
+    Core {
+        arch,
+        threads,
+        memory,
+        file_mappings,
+    }
 }
 
 /// One ELF file, ready to be a module: unwind sections, executable range, function symbols.
@@ -155,27 +190,35 @@ pub struct LoadedModule {
 }
 
 pub fn load_module(path: &Path, bias: u64) -> LoadedModule {
-    let bytes = Arc::new(std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())));
+    let bytes =
+        Arc::new(std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())));
     let file = ElfFile64::<Le>::parse(&bytes[..]).expect("an ELF file");
     let endian = file.endian();
-    let mut avma_range = u64::MAX..0;
+    let (mut low, mut high) = (u64::MAX, 0);
     for ph in file.elf_program_headers() {
         if ph.p_type(endian) == elf::PT_LOAD && ph.p_flags(endian).0 & elf::PF_X.0 != 0 {
             let start = ph.p_vaddr(endian).wrapping_add(bias);
-            avma_range.start = avma_range.start.min(start);
-            avma_range.end = avma_range.end.max(start + ph.p_memsz(endian));
+            low = low.min(start);
+            high = high.max(start + ph.p_memsz(endian));
         }
     }
+    let avma_range = low..high;
     let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = bytes.clone();
     let section = |name: &str| -> Option<UnwindSection> {
         let section = file.section_by_name(name)?;
         let range = section.compressed_file_range().ok()?;
         let data = if range.format == object::CompressionFormat::None {
-            SectionBytes::new(owner.clone(), range.offset as usize..(range.offset + range.compressed_size) as usize)
+            SectionBytes::new(
+                owner.clone(),
+                range.offset as usize..(range.offset + range.compressed_size) as usize,
+            )
         } else {
             SectionBytes::from_vec(section.uncompressed_data().ok()?.into_owned())
         };
-        Some(UnwindSection { svma: section.address(), data })
+        Some(UnwindSection {
+            svma: section.address(),
+            data,
+        })
     };
     let text_svma_ranges = file
         .sections()
@@ -203,7 +246,11 @@ pub fn load_module(path: &Path, bias: u64) -> LoadedModule {
         debug_frame: section(".debug_frame"),
         text_svma_ranges,
     };
-    LoadedModule { info, bytes, functions }
+    LoadedModule {
+        info,
+        bytes,
+        functions,
+    }
 }
 
 /// The bias of an ELF file mapped with its offset-0 page at `base`.
@@ -221,22 +268,43 @@ pub fn bias_for_base(bytes: &[u8], base: u64) -> u64 {
 
 /// Modules from a kernel core's NT_FILE: every mapped ELF file, its text from disk.
 pub fn modules_from_core(core: &mut Core) -> Vec<LoadedModule> {
+    modules_from_core_with(core, |path| PathBuf::from(path))
+}
+
+/// Like `modules_from_core`, with `resolve` saying where each NT_FILE path is on this disk
+/// (a corpus executable has moved since it crashed).
+pub fn modules_from_core_with(
+    core: &mut Core,
+    resolve: impl Fn(&str) -> PathBuf,
+) -> Vec<LoadedModule> {
     let mut modules = Vec::new();
     let mut paths: Vec<String> = core.file_mappings.iter().map(|m| m.path.clone()).collect();
     paths.sort();
     paths.dedup();
     for path in paths {
-        let Some(base) = core.file_mappings.iter().find(|m| m.path == path && m.file_offset == 0).map(|m| m.start) else {
+        let Some(base) = core
+            .file_mappings
+            .iter()
+            .find(|m| m.path == path && m.file_offset == 0)
+            .map(|m| m.start)
+        else {
             continue;
         };
-        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let on_disk = resolve(&path);
+        let Ok(bytes) = std::fs::read(&on_disk) else {
+            continue;
+        };
         if !bytes.starts_with(b"\x7fELF") {
             continue;
         }
         let bias = bias_for_base(&bytes, base);
-        let module = load_module(Path::new(&path), bias);
+        let module = load_module(&on_disk, bias);
         for mapping in core.file_mappings.iter().filter(|m| m.path == path) {
-            core.memory.add_file_mapping(mapping.start..mapping.end, mapping.file_offset, module.bytes.clone());
+            core.memory.add_file_mapping(
+                mapping.start..mapping.end,
+                mapping.file_offset,
+                module.bytes.clone(),
+            );
         }
         modules.push(module);
     }
@@ -245,8 +313,11 @@ pub fn modules_from_core(core: &mut Core) -> Vec<LoadedModule> {
 
 pub fn function_name(modules: &[LoadedModule], avma: u64) -> Option<String> {
     for module in modules {
-        let index = module.functions.partition_point(|(start, _, _)| *start <= avma);
-        if let Some((start, end, name)) = index.checked_sub(1).and_then(|i| module.functions.get(i)) {
+        let index = module
+            .functions
+            .partition_point(|(start, _, _)| *start <= avma);
+        if let Some((start, end, name)) = index.checked_sub(1).and_then(|i| module.functions.get(i))
+        {
             if avma >= *start && avma < *end {
                 return Some(name.clone());
             }
@@ -268,8 +339,18 @@ pub fn compile(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf 
     let source_path = dir.join(format!("{name}.c"));
     std::fs::write(&source_path, source).expect("write source");
     let exe = dir.join(name);
-    let output = Command::new("gcc").args(flags).arg("-o").arg(&exe).arg(&source_path).output().expect("gcc runs");
-    assert!(output.status.success(), "gcc failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&source_path)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        output.status.success(),
+        "gcc failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     exe
 }
 
@@ -286,6 +367,70 @@ pub fn crash(exe: &Path) -> PathBuf {
         .status()
         .expect("sh runs");
     assert!(!status.success(), "{} was expected to crash", exe.display());
-    assert!(core.exists(), "no core in {} (is core_pattern `core`, ulimit -c allowed?)", dir.display());
+    assert!(
+        core.exists(),
+        "no core in {} (is core_pattern `core`, ulimit -c allowed?)",
+        dir.display()
+    );
     core
+}
+
+/// Backs every PT_LOAD of an ELF file (at `bias`) with the file's bytes, for cores that
+/// have no NT_FILE (qemu-user) and left text out.
+pub fn map_file_segments(memory: &mut CoreMemory, bytes: &Arc<Vec<u8>>, bias: u64) {
+    let file = ElfFile64::<Le>::parse(&bytes[..]).expect("an ELF file");
+    let endian = file.endian();
+    for ph in file.elf_program_headers() {
+        if ph.p_type(endian) == elf::PT_LOAD {
+            let start = ph.p_vaddr(endian).wrapping_add(bias);
+            memory.add_file_mapping(
+                start..start + ph.p_filesz(endian),
+                ph.p_offset(endian),
+                bytes.clone(),
+            );
+        }
+    }
+}
+
+/// `(l_addr, l_name)` of every object on the dynamic linker's list, found through the
+/// executable's `DT_DEBUG` → `r_debug.r_map` → `link_map` chain in the core's memory.
+pub fn link_map(memory: &CoreMemory, exe: &LoadedModule) -> Vec<(u64, String)> {
+    let file = ElfFile64::<Le>::parse(&exe.bytes[..]).expect("an ELF file");
+    let dynamic = file
+        .section_by_name(".dynamic")
+        .expect("a dynamic executable")
+        .address()
+        .wrapping_add(exe.info.bias);
+    let mut r_debug = 0;
+    for i in 0..256u64 {
+        let tag = memory
+            .read_u64(dynamic + i * 16)
+            .expect("readable .dynamic");
+        if tag == 0 {
+            break;
+        }
+        if tag == 21 {
+            r_debug = memory
+                .read_u64(dynamic + i * 16 + 8)
+                .expect("DT_DEBUG value");
+        }
+    }
+    assert_ne!(r_debug, 0, "DT_DEBUG is not filled in");
+    let mut objects = Vec::new();
+    let mut link = memory.read_u64(r_debug + 8).expect("r_map");
+    while link != 0 && objects.len() < 512 {
+        let l_addr = memory.read_u64(link).expect("l_addr");
+        let name_at = memory.read_u64(link + 8).expect("l_name");
+        let mut name = Vec::new();
+        let mut byte = [0u8; 1];
+        while name.len() < 4096
+            && memory.read(name_at + name.len() as u64, &mut byte)
+            && byte[0] != 0
+        {
+            name.push(byte[0]);
+        }
+        objects.push((l_addr, String::from_utf8_lossy(&name).into_owned()));
+        link = memory.read_u64(link + 24).expect("l_next");
+    }
+    objects
 }

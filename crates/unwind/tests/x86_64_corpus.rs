@@ -1,0 +1,135 @@
+//! The corpus's x86_64 cases that stress the walker: 201 threads at known recursion depths and
+//! a 10,000-frame recursion, checked against expected.json and timed.
+#![cfg(target_arch = "x86_64")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::{function_name, load_core, modules_from_core_with, Core, LoadedModule};
+use coresnap_unwind::{StopReason, Trust, UnwindOptions, Unwinder};
+
+fn case_dir(case: &str) -> PathBuf {
+    let corpus =
+        std::env::var("CORESNAP_CORPUS_DIR").unwrap_or_else(|_| "/tmp/coresnap-corpus".to_string());
+    let dir = Path::new(&corpus).join("corpus").join(case);
+    assert!(
+        dir.join("core").exists() && dir.join("exe").exists(),
+        "the corpus case {} is missing: build it with /work/shared/corpus/make-corpus.sh (CORPUS_DIR={corpus}) or set CORESNAP_CORPUS_DIR",
+        dir.display()
+    );
+    dir
+}
+
+fn expected(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json parses")
+}
+
+/// The core and its modules; the executable has moved into the case folder since it ran.
+fn open_case(dir: &Path) -> (Core, Vec<LoadedModule>) {
+    let mut core = load_core(&dir.join("core"));
+    let exe = dir.join("exe");
+    let modules = modules_from_core_with(&mut core, |path| {
+        if Path::new(path).exists() && !path.ends_with("/exe") {
+            PathBuf::from(path)
+        } else {
+            exe.clone()
+        }
+    });
+    (core, modules)
+}
+
+#[test]
+fn many_threads_at_known_depths() {
+    let dir = case_dir("many-threads");
+    let expected = expected(&dir);
+    let (core, modules) = open_case(&dir);
+    let crash_tid = expected["crash_tid"].as_u64().expect("crash_tid") as u32;
+    let depths = expected["thread_depths"]["by_tid"]
+        .as_object()
+        .expect("thread_depths");
+    assert_eq!(core.threads.len(), 201);
+
+    let started = Instant::now();
+    let mut unwinder = Unwinder::new(
+        core.arch,
+        modules.iter().map(|m| m.info.clone()).collect(),
+        UnwindOptions::default(),
+    );
+    let walks: Vec<_> = core
+        .threads
+        .iter()
+        .map(|(tid, regs)| (*tid, unwinder.unwind(regs, &core.memory)))
+        .collect();
+    let elapsed = started.elapsed();
+    let frames: usize = walks.iter().map(|(_, w)| w.frames.len()).sum();
+    eprintln!("201 threads, {frames} frames: {elapsed:?}");
+
+    for (tid, unwound) in &walks {
+        let names: Vec<String> = unwound
+            .frames
+            .iter()
+            .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_default())
+            .collect();
+        let report = format!("thread {tid}: {names:?} stop: {}", unwound.stop_reason);
+        assert!(
+            unwound.frames[1..].iter().all(|f| f.trust == Trust::Cfi),
+            "{report}"
+        );
+        assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{report}");
+        if *tid == crash_tid {
+            assert_eq!(names[..2], ["crash_now", "main"], "{report}");
+            continue;
+        }
+        let depth = depths
+            .get(&tid.to_string())
+            .and_then(|d| d.as_u64())
+            .expect("a depth for every worker");
+        let recursions = names.iter().filter(|n| *n == "recurse").count() as u64;
+        assert_eq!(recursions, depth, "{report}");
+        assert!(
+            names.iter().any(|n| n == "block_here") && names.iter().any(|n| n == "worker"),
+            "{report}"
+        );
+    }
+    // eu-stack needs ~3 s for this core on this machine; a debug build of the walk alone must
+    // stay far below.
+    assert!(
+        elapsed.as_secs_f64() < 3.0,
+        "walking 201 threads took {elapsed:?}"
+    );
+}
+
+#[test]
+fn deep_recursion_of_ten_thousand_frames() {
+    let dir = case_dir("deep-recursion");
+    let (core, modules) = open_case(&dir);
+    let mut unwinder = Unwinder::new(
+        core.arch,
+        modules.iter().map(|m| m.info.clone()).collect(),
+        UnwindOptions::default(),
+    );
+    let started = Instant::now();
+    let unwound = unwinder.unwind(&core.threads[0].1, &core.memory);
+    let elapsed = started.elapsed();
+    eprintln!("{} frames: {elapsed:?}", unwound.frames.len());
+    let names: Vec<String> = unwound
+        .frames
+        .iter()
+        .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_default())
+        .collect();
+    assert_eq!(names[0], "crash_leaf");
+    assert!(
+        names[1..10_001].iter().all(|n| n == "recurse"),
+        "stop: {}",
+        unwound.stop_reason
+    );
+    assert_eq!(names[10_001], "main");
+    assert_eq!(unwound.stop_reason, StopReason::EndOfStack);
+    assert!(
+        elapsed.as_secs_f64() < 2.0,
+        "10,000 frames took {elapsed:?}"
+    );
+}
