@@ -1,5 +1,6 @@
-//! The corpus's x86_64 cases that stress the walker: 201 threads at known recursion depths and
-//! a 10,000-frame recursion, checked against expected.json and timed.
+//! The corpus's x86_64 cases that stress the walker: 201 threads at known recursion depths, a
+//! 10,000-frame recursion (both checked against expected.json and timed), and CPython with 33
+//! modules and a signal frame mid-stack.
 #![cfg(target_arch = "x86_64")]
 
 mod common;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::{function_name, load_core, modules_from_core_with, Core, LoadedModule};
-use coresnap_unwind::{StopReason, Trust, UnwindOptions, Unwinder};
+use coresnap_unwind::{FrameKind, StopReason, Trust, UnwindOptions, Unwinder};
 
 fn case_dir(case: &str) -> PathBuf {
     let corpus =
@@ -132,4 +133,60 @@ fn deep_recursion_of_ten_thousand_frames() {
         elapsed.as_secs_f64() < 2.0,
         "10,000 frames took {elapsed:?}"
     );
+}
+
+#[test]
+fn big_python_with_a_signal_frame() {
+    let dir = case_dir("big-python");
+    let expected = expected(&dir);
+    let (core, modules) = open_case(&dir);
+    assert!(modules.len() >= 20, "only {} modules mapped", modules.len());
+    let crash_tid = expected["crash_tid"].as_u64().expect("crash_tid") as u32;
+    let mut unwinder = Unwinder::new(
+        core.arch,
+        modules.iter().map(|m| m.info.clone()).collect(),
+        UnwindOptions::default(),
+    );
+    for (tid, regs) in &core.threads {
+        let unwound = unwinder.unwind(regs, &core.memory);
+        let names: Vec<String> = unwound
+            .frames
+            .iter()
+            .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_else(|| "?".into()))
+            .collect();
+        let report = format!(
+            "thread {tid}: {:?} stop: {}",
+            names
+                .iter()
+                .zip(&unwound.frames)
+                .map(|(n, f)| format!("{n}/{}/{:?}", f.trust.as_str(), f.kind))
+                .collect::<Vec<_>>(),
+            unwound.stop_reason
+        );
+        eprintln!("{report}");
+        assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{report}");
+        assert!(
+            unwound.frames[1..]
+                .iter()
+                .all(|f| f.trust == Trust::Cfi || f.trust == Trust::Context),
+            "{report}"
+        );
+        if *tid == crash_tid {
+            // os_abort and friends are static in a stripped python: only exported names show.
+            for name in ["abort", "PyEval_EvalCode", "Py_RunMain", "Py_BytesMain"] {
+                assert!(names.iter().any(|n| n == name), "{name} missing\n{report}");
+            }
+            // faulthandler caught SIGABRT and re-raised it: a signal frame, then the
+            // interrupted raise, restored from the ucontext.
+            let signal = unwound
+                .frames
+                .iter()
+                .position(|f| f.kind == FrameKind::Signal)
+                .expect("a signal frame");
+            let interrupted = &unwound.frames[signal + 1];
+            assert_eq!(interrupted.trust, Trust::Context, "{report}");
+            assert_eq!(interrupted.lookup_pc, interrupted.pc, "{report}");
+            assert!(names[signal + 1..].iter().any(|n| n == "abort"), "{report}");
+        }
+    }
 }

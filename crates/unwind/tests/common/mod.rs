@@ -81,6 +81,8 @@ pub struct Core {
     pub threads: Vec<(u32, Regs)>,
     pub memory: CoreMemory,
     pub file_mappings: Vec<FileMapping>,
+    /// aarch64 `NT_ARM_PAC_MASK` instruction mask.
+    pub pac_mask: Option<u64>,
 }
 
 fn u64_at(bytes: &[u8], offset: usize) -> u64 {
@@ -100,6 +102,7 @@ pub fn load_core(path: &Path) -> Core {
     let mut threads = Vec::new();
     let mut file_mappings = Vec::new();
     let mut dumped = Vec::new();
+    let mut pac_mask = None;
     for ph in header
         .program_headers(endian, &core[..])
         .expect("program headers")
@@ -148,6 +151,9 @@ pub fn load_core(path: &Path) -> Core {
                     }
                 }
                 threads.push((tid, regs));
+            } else if note.n_type(endian).0 == 0x406 && desc.len() >= 16 {
+                // NT_ARM_PAC_MASK: data mask, then instruction mask.
+                pac_mask = Some(u64_at(desc, 8));
             } else if note.n_type(endian) == elf::NT_FILE {
                 let count = u64_at(desc, 0) as usize;
                 let page = u64_at(desc, 8);
@@ -178,6 +184,7 @@ pub fn load_core(path: &Path) -> Core {
         threads,
         memory,
         file_mappings,
+        pac_mask,
     }
 }
 

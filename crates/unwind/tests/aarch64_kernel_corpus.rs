@@ -1,0 +1,158 @@
+//! aarch64 cores written by a real arm64 kernel (NT_FILE, NT_ARM_PAC_MASK present), walked
+//! with the libraries of the corpus sysroot, checked frame by frame against gdb's walk of the
+//! same cores.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{function_name, load_core, modules_from_core_with};
+use coresnap_unwind::{Arch, StopReason, Trust, UnwindOptions, Unwinder};
+
+fn arm64_corpus() -> PathBuf {
+    let corpus =
+        std::env::var("CORESNAP_CORPUS_DIR").unwrap_or_else(|_| "/tmp/coresnap-corpus".to_string());
+    let dir = Path::new(&corpus).join("arm64").join("corpus");
+    assert!(
+        dir.join("sysroot").is_dir(),
+        "the arm64 corpus is missing at {}: build it with /work/shared/corpus/make-arm64-cores.sh (CORPUS_DIR={corpus}) or set CORESNAP_CORPUS_DIR",
+        dir.display()
+    );
+    dir
+}
+
+/// gdb's frames per thread (`gdb-frames-nodebug.json`): the pcs of the real (not inlined,
+/// not synthesized) frames, innermost first.
+fn gdb_pcs(dir: &Path) -> Vec<(u64, Vec<u64>)> {
+    let text = std::fs::read_to_string(dir.join("gdb-frames-nodebug.json"))
+        .expect("gdb-frames-nodebug.json");
+    let threads: serde_json::Value = serde_json::from_str(&text).expect("json");
+    threads
+        .as_array()
+        .expect("threads")
+        .iter()
+        .map(|thread| {
+            let lwp = thread["lwp"].as_u64().expect("lwp");
+            let pcs = thread["frames"]
+                .as_array()
+                .expect("frames")
+                .iter()
+                .filter(|f| {
+                    f["inline"] != serde_json::Value::Bool(true)
+                        && f["type"].as_str() == Some("NORMAL")
+                })
+                .map(|f| {
+                    u64::from_str_radix(f["pc"].as_str().expect("pc").trim_start_matches("0x"), 16)
+                        .expect("hex pc")
+                })
+                .collect();
+            (lwp, pcs)
+        })
+        .collect()
+}
+
+fn walk_case(case: &str) {
+    let root = arm64_corpus();
+    let dir = root.join(case);
+    let sysroot = root.join("sysroot");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let mut core = load_core(&dir.join("core"));
+    assert_eq!(core.arch, Arch::Aarch64);
+    assert!(
+        core.pac_mask.is_some(),
+        "a real arm64 kernel writes NT_ARM_PAC_MASK"
+    );
+    let exe = dir.join("exe");
+    let modules = modules_from_core_with(&mut core, |path| {
+        let in_sysroot = sysroot.join(path.trim_start_matches('/'));
+        if in_sysroot.exists() {
+            in_sysroot
+        } else {
+            exe.clone()
+        }
+    });
+    assert!(
+        modules.iter().any(|m| m.info.name.ends_with("libc.so.6")),
+        "libc not mapped"
+    );
+    let options = UnwindOptions {
+        pac_mask: core.pac_mask,
+        ..UnwindOptions::default()
+    };
+    let mut unwinder = Unwinder::new(
+        Arch::Aarch64,
+        modules.iter().map(|m| m.info.clone()).collect(),
+        options,
+    );
+
+    let gdb = gdb_pcs(&dir);
+    for (index, (tid, regs)) in core.threads.iter().enumerate() {
+        let unwound = unwinder.unwind(regs, &core.memory);
+        let names: Vec<String> = unwound
+            .frames
+            .iter()
+            .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_else(|| "?".into()))
+            .collect();
+        let pcs: Vec<u64> = unwound.frames.iter().map(|f| f.pc).collect();
+        let report = format!(
+            "{case} thread {tid}: {names:?} trust {:?} stop: {}",
+            unwound
+                .frames
+                .iter()
+                .map(|f| f.trust.as_str())
+                .collect::<Vec<_>>(),
+            unwound.stop_reason
+        );
+        eprintln!("{report}");
+        assert!(
+            unwound.frames[1..].iter().all(|f| f.trust == Trust::Cfi),
+            "{report}"
+        );
+        assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{report}");
+        let (_, want) = gdb
+            .iter()
+            .find(|(lwp, _)| *lwp == u64::from(*tid))
+            .expect("gdb walked every thread");
+        // gdb stops at main (no backtrace past-main); everything it shows must match.
+        assert!(want.len() >= 3, "gdb saw too little to compare against");
+        assert_eq!(
+            pcs.iter()
+                .take(want.len())
+                .map(|pc| format!("{pc:#x}"))
+                .collect::<Vec<_>>(),
+            want.iter().map(|pc| format!("{pc:#x}")).collect::<Vec<_>>(),
+            "the frames differ from gdb's\n{report}"
+        );
+        if index == 0 {
+            let top = expected["crashing_thread"]["frames"]
+                .as_array()
+                .expect("frames");
+            let last_named = top.last().and_then(|v| v.as_str()).expect("a name");
+            assert!(names.iter().any(|n| n == last_named), "{report}");
+            assert_eq!(names.last().map(String::as_str), Some("_start"), "{report}");
+        }
+    }
+}
+
+#[test]
+fn threads_null_o0() {
+    walk_case("threads_null_O0");
+}
+
+#[test]
+fn threads_null_o2() {
+    walk_case("threads_null_O2");
+}
+
+#[test]
+fn abort_nested() {
+    walk_case("abort_nested");
+}
+
+#[test]
+fn cxx_exception() {
+    walk_case("cxx_exception");
+}
