@@ -1,0 +1,90 @@
+//! Turns unwound machine frames into report frames: symbolicated, with inlined frames expanded.
+
+use crate::modules::{module_for, ProcessModule};
+use crate::report::Frame;
+use coresnap_symbols::SourceFrame;
+use coresnap_unwind::{register_name, FrameKind};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Symbolicates addresses, remembering each answer: deep recursions and many threads repeat the
+/// same few return addresses thousands of times.
+#[derive(Default)]
+pub struct Symbolicator {
+    cache: HashMap<u64, Arc<Vec<SourceFrame>>>,
+}
+
+impl Symbolicator {
+    fn lookup(&mut self, module: &ProcessModule, lookup_pc: u64) -> Arc<Vec<SourceFrame>> {
+        if let Some(hit) = self.cache.get(&lookup_pc) {
+            return hit.clone();
+        }
+        let frames = match &module.info {
+            Some(info) => info.symbolize(lookup_pc.wrapping_sub(module.bias)),
+            None => Vec::new(),
+        };
+        let frames = Arc::new(frames);
+        self.cache.insert(lookup_pc, frames.clone());
+        frames
+    }
+
+    /// The report frames for one machine frame: inlined callees first, the real function last.
+    pub fn expand(
+        &mut self,
+        modules: &[ProcessModule],
+        frame: &coresnap_unwind::Frame,
+        with_registers: bool,
+        faulted: bool,
+    ) -> Vec<Frame> {
+        let module = module_for(modules, frame.lookup_pc);
+        let library = module.map(|m| m.name.clone());
+        let library_offset = module.map(|m| format!("{:#x}", frame.pc.wrapping_sub(m.avma_range.start)));
+        let sources = match module {
+            Some(m) => self.lookup(m, frame.lookup_pc),
+            None => Arc::new(Vec::new()),
+        };
+        let registers = with_registers.then(|| {
+            frame
+                .regs
+                .iter()
+                .map(|(reg, value)| (register_name(frame.regs.arch(), reg).to_string(), format!("{value:#x}")))
+                .collect::<BTreeMap<_, _>>()
+        });
+        let base = Frame {
+            func_name: None,
+            address: format!("{:#x}", frame.pc),
+            library,
+            library_offset,
+            source_path: None,
+            line: None,
+            column: None,
+            inlined: false,
+            trust: frame.trust.as_str().to_string(),
+            kind: (frame.kind == FrameKind::Signal).then(|| "signal".to_string()),
+            faulted,
+            registers: None,
+            warnings: frame.warnings.clone(),
+        };
+        if sources.is_empty() {
+            return vec![Frame { registers, ..base }];
+        }
+        let count = sources.len();
+        sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Frame {
+                func_name: s.function.clone(),
+                source_path: s.file.clone(),
+                line: s.line,
+                column: s.column,
+                inlined: s.inlined,
+                // Registers and the fault belong to the innermost frame shown; the warnings to the
+                // machine frame, which is the outermost of the expansion.
+                registers: if i == 0 { registers.clone() } else { None },
+                faulted: faulted && i == 0,
+                warnings: if i + 1 == count { base.warnings.clone() } else { Vec::new() },
+                ..base.clone()
+            })
+            .collect()
+    }
+}
