@@ -30,6 +30,8 @@ pub(crate) enum CfiError {
     ExpressionRegister(&'static str),
     #[error("the memory at {0:#x} could not be read")]
     MemoryUnreadable(u64),
+    #[error("the return address is not saved anywhere: it would be this frame's own")]
+    ReturnAddressUnchanged,
 }
 
 /// A CFA rule, owning its expression bytes so cached rows outlive the section borrow.

@@ -13,6 +13,13 @@ use crate::{
 /// grow; nested signals are rare, and the bound keeps hostile memory from looping forever.
 const MAX_SIGNAL_JUMPS: usize = 256;
 
+/// There is no depth limit for frames that unwind information vouches for. Guesses are
+/// different: over memory that is garbage (or hostile) a scan, or a frame-pointer chain, can
+/// always find one more plausible word a few bytes higher and walk for millions of frames. A
+/// run of this many scanned frames, or this many frames without CFI, ends the walk.
+const MAX_CONSECUTIVE_SCANNED: usize = 1_000;
+const MAX_CONSECUTIVE_GUESSED: usize = 100_000;
+
 /// Walks thread stacks of one process. Build it once per process: it caches CFI lookups.
 pub struct Unwinder {
     arch: Arch,
@@ -105,6 +112,8 @@ impl Unwinder {
         let mut seen: HashSet<(u64, u64)> = HashSet::new();
         seen.insert((pc, sp));
         let mut signal_jumps = 0usize;
+        let mut consecutive_scanned = 0usize;
+        let mut consecutive_guessed = 0usize;
 
         let stop_reason = loop {
             let Some(current) = frames.last() else {
@@ -116,11 +125,30 @@ impl Unwinder {
                 self.step(current, memory, &seen)
             };
             match step {
-                Ok((frame, callee_cfa)) => {
+                Ok((mut frame, callee_cfa)) => {
+                    let guessed = matches!(frame.trust, Trust::Scan | Trust::FramePointer);
+                    consecutive_guessed = if guessed { consecutive_guessed + 1 } else { 0 };
+                    consecutive_scanned = if frame.trust == Trust::Scan {
+                        consecutive_scanned + 1
+                    } else {
+                        0
+                    };
+                    if consecutive_scanned > MAX_CONSECUTIVE_SCANNED
+                        || consecutive_guessed > MAX_CONSECUTIVE_GUESSED
+                    {
+                        if let Some(last) = frames.last_mut() {
+                            last.warnings.push(format!(
+                                "the walk stopped after {consecutive_guessed} frames found without CFI \
+                                 ({consecutive_scanned} in a row by scanning): what lies beyond is not trusted"
+                            ));
+                        }
+                        break StopReason::NoUnwindMethod;
+                    }
                     if let Some(current) = frames.last_mut() {
                         current.cfa = callee_cfa;
                     }
                     seen.insert((frame.pc, frame.sp));
+                    frame.warnings.shrink_to_fit();
                     frames.push(frame);
                 }
                 Err(reason) => break reason,
@@ -376,6 +404,7 @@ impl Unwinder {
             Err(error) => {
                 let reason = match error {
                     CfiError::MemoryUnreadable(address) => StopReason::MemoryUnreadable(address),
+                    CfiError::ReturnAddressUnchanged => StopReason::Loop,
                     _ => StopReason::NoUnwindMethod,
                 };
                 Attempt::Failed(
@@ -432,6 +461,17 @@ impl Unwinder {
                 return_address_register,
             )));
         };
+        // A return address read from the stack moves with it: deep recursion repeats its pc
+        // legitimately. One taken from a register (or kept unchanged: x86_64 rip) that repeats
+        // the pc means the rule recovers nothing, and following it would climb the stack
+        // forever without reading it.
+        let from_memory = matches!(
+            row.rule(return_address_register),
+            Some(Rule::Offset(_) | Rule::Expression(_))
+        );
+        if !from_memory && self.strip_return_address(return_address) == current.pc {
+            return Err(CfiError::ReturnAddressUnchanged);
+        }
 
         let mut caller = Regs::new(arch);
         for (dwarf, value) in current.regs.iter() {

@@ -352,6 +352,32 @@ fn cfi_that_does_not_grow_the_stack_stops() {
 }
 
 #[test]
+fn a_return_address_that_is_never_saved_is_a_loop() {
+    // No rule for rip beyond "same value": every frame would be this one, higher up.
+    let mut cie = CommonInformationEntry::new(ENCODING, 1, -8, X86_64::RA);
+    cie.add_instruction(Cfi::Cfa(X86_64::RSP, 16));
+    cie.add_instruction(Cfi::SameValue(X86_64::RA));
+    let functions = vec![Function {
+        start: 0x1000,
+        length: 0x100,
+        instructions: vec![],
+    }];
+    let mut info = module("synthetic", 0x1000..0x2000, 0);
+    info.eh_frame = Some(section(
+        0x3000,
+        eh_frame_bytes(&frame_table(cie, &functions)),
+    ));
+    let mut unwinder = Unwinder::new(Arch::X86_64, vec![info], no_fallbacks());
+    let mut regs = Regs::new(Arch::X86_64);
+    regs.set(16, 0x1010);
+    regs.set(7, STACK);
+    let unwound = unwinder.unwind(&regs, &TestMemory::default());
+    assert_eq!(unwound.frames.len(), 1);
+    assert_eq!(unwound.stop_reason, StopReason::Loop);
+    assert!(unwound.stop_reason.to_string().contains("twice"));
+}
+
+#[test]
 fn unreadable_return_address_is_reported() {
     let functions = x86_64_functions();
     let mut info = module("synthetic", 0x1000..0x2000, 0);
