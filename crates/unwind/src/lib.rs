@@ -19,6 +19,11 @@
 //! 3. A stack scan: the first word above the stack pointer that points into executable code
 //!    just after a call instruction.
 //!
+//! Frame 0 (and a frame restored from a signal context) gets two extra chances when CFI has
+//! nothing for it, because it may not have pushed anything yet: a pc in no mapping (a call
+//! through a bad pointer) or, on x86_64, a leaf without a frame: the return address is then
+//! at `[sp]` (x86_64) or in lr (aarch64), if it follows a call instruction (trust `Scan`).
+//!
 //! A frame whose pc is a signal trampoline (x86_64 `__restore_rt`, aarch64
 //! `__kernel_rt_sigreturn`) is a [`FrameKind::Signal`] frame; its caller, the interrupted frame,
 //! is restored whole from the `ucontext` the kernel saved on the stack, and is looked up at its
@@ -26,9 +31,13 @@
 //!
 //! On aarch64, every recovered return address is stripped of pointer-authentication bits.
 //!
-//! The walk has no depth limit. It stops at a zero pc, at an address in no executable mapping,
-//! when the stack pointer stops growing (it may move either way once across a signal frame),
-//! or when a `(pc, sp)` pair repeats; it never panics and never loops, whatever memory holds.
+//! The walk has no depth limit for frames CFI vouches for. It stops at a zero pc, at an
+//! address in no executable mapping, when the stack pointer stops growing (it may stay equal
+//! from a frame whose registers came from a context, which can be a leaf, and move either way
+//! across a signal frame), when a `(pc, sp)` pair repeats, or when a return address would be
+//! the frame's own pc without being read from the stack. Guesses are bounded: 1,000 scanned
+//! frames in a row, or 100,000 frames without CFI in a row, end the walk. It never panics and
+//! never loops, whatever memory holds.
 //! Parsed FDE indexes and evaluated unwind rows are cached per [`Unwinder`], so many threads, or
 //! thousands of frames of one recursive function, cost one CFI lookup per distinct address.
 
@@ -214,11 +223,13 @@ pub enum StopReason {
     NoExecutableMapping(u64),
     /// The next frame's stack pointer is not above this one's.
     StackNotGrowing,
-    /// The next frame would repeat a `(pc, sp)` pair already walked.
+    /// The next frame would repeat a `(pc, sp)` pair already walked, or its return address
+    /// would be the current pc without having been saved anywhere.
     Loop,
     /// Memory the next step needs could not be read.
     MemoryUnreadable(u64),
-    /// No method (CFI, frame pointer, stack scan) applies or finds a caller.
+    /// No method (CFI, frame pointer, stack scan) applies or finds a caller, or too many
+    /// guessed frames in a row (the last frame's warnings say so).
     NoUnwindMethod,
 }
 
