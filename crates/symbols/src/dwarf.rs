@@ -107,10 +107,12 @@ pub(crate) fn find_frames(context: &DwarfContext, svma: u64) -> (Vec<SourceFrame
         match iter.next() {
             Ok(Some(frame)) => {
                 let (function, mangled) = match &frame.function {
-                    Some(name) => (
-                        name.demangle().ok().map(|n| n.into_owned()),
-                        name.raw_name().ok().map(|n| n.into_owned()),
-                    ),
+                    // One demangler for DWARF and symbol-table names, so a function is named
+                    // the same whichever source knew it.
+                    Some(name) => {
+                        let raw = name.raw_name().ok().map(|n| n.into_owned());
+                        (raw.as_deref().map(crate::symtab::demangle), raw)
+                    }
                     None => (None, None),
                 };
                 let location = frame.location.as_ref();

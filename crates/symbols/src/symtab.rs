@@ -170,7 +170,8 @@ fn collect<'data, 'file, S>(
 }
 
 /// Demangles a symbol-table name: `_R` is Rust v0; `_Z` is Rust legacy when it ends in the
-/// `17h<16 hex digits>E` hash, else C++. Anything else (C) comes back unchanged.
+/// `17h<16 hex digits>E` hash, else C++ (named without parameters or return type, as gdb
+/// names frames). Anything else (C) comes back unchanged.
 pub(crate) fn demangle(name: &str) -> String {
     let demangled = catch_unwind(AssertUnwindSafe(|| {
         if name.starts_with("_R") || is_rust_legacy(name) {
@@ -178,9 +179,12 @@ pub(crate) fn demangle(name: &str) -> String {
                 .ok()
                 .map(|d| format!("{d:#}"))
         } else if name.starts_with("_Z") {
+            // gdb's and eu-stack's shape: no parameter list, no return type. The full
+            // signature stays available in `mangled`.
+            let options = cpp_demangle::DemangleOptions::new().no_params().no_return_type();
             cpp_demangle::Symbol::new(name)
                 .ok()
-                .and_then(|s| s.demangle().ok())
+                .and_then(|s| s.demangle_with_options(&options).ok())
         } else {
             None
         }
@@ -214,7 +218,7 @@ mod tests {
     #[test]
     fn demangles_by_prefix() {
         assert_eq!(demangle("main"), "main");
-        assert_eq!(demangle("_ZN2ns3fooIiEEvT_"), "void ns::foo<int>(int)");
+        assert_eq!(demangle("_ZN2ns3fooIiEEvT_"), "ns::foo<int>");
         assert_eq!(demangle("_ZN4test4main17h0123456789abcdefE"), "test::main");
         assert_eq!(demangle("_RNvCs1234_4test4main"), "test::main");
         // Not valid mangling: left alone rather than garbled.
