@@ -1,4 +1,11 @@
 #!/usr/bin/env bash
-# The benchmark (coresnap vs gdb / eu-stack on the corpus) is not written yet.
-echo "bench: not written yet" >&2
-exit 1
+# `npm run bench`: coresnap's bt/ptrace beside gdb and eu-stack on every corpus case, measured in
+# one run, printed as ratios (see ts/bench/engine.ts). Builds what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CORESNAP_CORPUS_DIR=${CORESNAP_CORPUS_DIR:-${TMPDIR:-/tmp}/coresnap-corpus}
+scripts/install-deps.sh
+scripts/build.sh
+scripts/corpus.sh
+command -v eu-stack >/dev/null || { echo "bench: eu-stack (elfutils) is missing" >&2; exit 1; }
+exec node dist/ts/bench/engine.js "$@"
