@@ -14,14 +14,20 @@ cat >"$demo/crash.c" <<'C'
 #include <stdio.h>
 #include <unistd.h>
 
-static void *idle(void *arg) { (void)arg; for (;;) pause(); return NULL; }
+static pthread_barrier_t started;
+static void *idle(void *arg) { (void)arg; pthread_barrier_wait(&started); for (;;) pause(); return NULL; }
 __attribute__((noinline)) static void store(int *where, int value) { *where = value; }
 __attribute__((noinline)) static void parse_record(int *record) { store(record, 42); }
-__attribute__((noinline)) static void handle_request(void) { parse_record(NULL); }
+/* volatile: the compiler must not see the NULL coming and drop the store as undefined. */
+static int *volatile next_record = NULL;
+__attribute__((noinline)) static void handle_request(void) { parse_record(next_record); }
 
 int main(void) {
     pthread_t worker;
+    pthread_barrier_init(&started, NULL, 2);
     pthread_create(&worker, NULL, idle, NULL);
+    pthread_barrier_wait(&started);
+    usleep(20000); /* let the worker settle in pause() before main crashes */
     puts("crash-demo: about to dereference NULL");
     fflush(stdout);
     handle_request();

@@ -25,10 +25,10 @@ fi
 step "corpus ($CORESNAP_CORPUS_DIR)"
 scripts/corpus.sh || failed_steps+=(corpus)
 
-step "cargo test --release --workspace"
+step "cargo test --release --workspace --no-fail-fast"
 # A hung test must not eat CI's whole budget (90 minutes for everything).
 timeout --kill-after=30s "${CORESNAP_CARGO_TEST_TIMEOUT:-40m}" \
-  cargo test --release --workspace --color never 2>&1 | tee "$logs/cargo.log"
+  cargo test --release --workspace --no-fail-fast --color never 2>&1 | tee "$logs/cargo.log"
 cargo_rc=${PIPESTATUS[0]}
 ((cargo_rc == 0)) || failed_steps+=("cargo (exit $cargo_rc$( ((cargo_rc == 124)) && echo ', timed out'))")
 

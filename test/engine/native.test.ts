@@ -71,6 +71,22 @@ test('the addon snapshots a corpus core (c-segv-O2)', async (t) => {
   t.true((snapshot.threads[snapshot.mainThread]?.stack.length ?? 0) > 0);
 });
 
+test('the addon returns a 201-thread snapshot whole, sync and async (many-threads)', async (t) => {
+  const expected = listCases().find((c) => c.id === 'x86_64/many-threads');
+  if (!expected) return t.fail(`no x86_64/many-threads in ${corpusDir()}`);
+  const options = { core: expected.core, executable: expected.exe, attributes: { build: '7', 'team.name': 'core' } };
+  const [sync, async] = [snapshotCoreSync(options), await snapshotCore(options)];
+  for (const snapshot of [sync, async]) {
+    t.is(Object.keys(snapshot.threads).length, 201);
+    t.is(snapshot.attributes?.build, '7');
+    t.is(snapshot.attributes?.['team.name'], 'core');
+  }
+  const frames = (s: typeof sync) => Object.values(s.threads).reduce((n, thread) => n + thread.stack.length, 0);
+  // 200 threads at depths 1..200 alone hold 20,100 recurse frames.
+  t.true(frames(sync) > 20_100, `${frames(sync)} frames`);
+  t.is(frames(async), frames(sync));
+});
+
 test('findNativeTool finds ptrace and bt in this checkout', (t) => {
   for (const tool of ['ptrace', 'bt'] as const) {
     const found = findNativeTool(tool);

@@ -460,7 +460,7 @@ function matchArm64(spec: Extract<CrashSpec, { dialect: 'make-arm64-cores' }>, f
     const onlyNoDebug = spec.withoutLibcDebuginfo && inOrder(names, spec.withoutLibcDebuginfo);
     problems.push(
       `crashing thread ${summarizeNames(names)} does not contain [${spec.frames.join(' <- ')}] contiguously` +
-        (onlyNoDebug ? ' (it matches the no-libc-debuginfo variant: the sysroot\'s usr/lib/debug was not used)' : ''),
+        (onlyNoDebug ? ` (it does contain frames_without_libc_debuginfo [${spec.withoutLibcDebuginfo!.join(' <- ')}])` : ''),
     );
   }
   for (const inl of spec.inlined) {
