@@ -1,0 +1,1 @@
+//! Live processes: stopped with ptrace, read through /proc.
