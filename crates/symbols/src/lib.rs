@@ -21,6 +21,8 @@
 //! - symbolizes with DWARF first (addr2line, parsed lazily one compilation unit at a time, with
 //!   inlined frames innermost first), then with `.symtab` (own or from the debug file) and
 //!   `.dynsym`; names are demangled (C++ and Rust, legacy and v0);
+//! - rebuilds the frames tail calls left off the stack from DWARF call-site information, as
+//!   gdb does ([`ModuleInfo::tail_call_frames`]);
 //! - never panics on malformed input: what cannot be read becomes a warning
 //!   ([`ModuleInfo::warnings`]) and an empty answer.
 //!
@@ -31,6 +33,7 @@ mod dwarf;
 mod elf;
 mod search;
 mod symtab;
+mod tailcall;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -145,6 +148,18 @@ pub struct SourceFrame {
     pub inlined: bool,
 }
 
+/// A frame that a tail call left off the stack, rebuilt from DWARF call-site information
+/// (see [`ModuleInfo::tail_call_frames`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TailCallFrame {
+    /// The address just after the tail-call jump, as a return address would be (what gdb shows
+    /// for such a frame).
+    pub svma: u64,
+    /// The source frames at the jump itself, innermost (most inlined) first, the function that
+    /// made the tail call last.
+    pub frames: Vec<SourceFrame>,
+}
+
 /// Why a module could not be opened at all. Anything less severe becomes a warning.
 #[derive(Debug, thiserror::Error)]
 pub enum SymbolError {
@@ -182,6 +197,8 @@ pub struct ModuleInfo {
     symbols: OnceLock<SymbolTable>,
     dwarf: OnceLock<Option<Mutex<DwarfContext>>>,
     cache: Mutex<HashMap<u64, Vec<SourceFrame>>>,
+    call_sites: Mutex<tailcall::CallSiteCache>,
+    tail_calls: Mutex<HashMap<(u64, u64), Vec<TailCallFrame>>>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -271,6 +288,8 @@ impl ModuleInfo {
             symbols: OnceLock::new(),
             dwarf: OnceLock::new(),
             cache: Mutex::new(HashMap::new()),
+            call_sites: Mutex::new(tailcall::CallSiteCache::default()),
+            tail_calls: Mutex::new(HashMap::new()),
             warnings: Mutex::new(warnings),
         })
     }
@@ -409,19 +428,87 @@ impl ModuleInfo {
         frames
     }
 
-    fn dwarf_frames(&self, svma: u64) -> Vec<SourceFrame> {
-        let context = self.dwarf.get_or_init(|| {
-            let owner = self.dwarf_owner.as_ref()?;
-            let label = self.debug_file().unwrap_or(&self.path).to_path_buf();
-            match dwarf::load_context(owner) {
-                Ok(context) => Some(Mutex::new(context)),
-                Err(reason) => {
-                    self.warn(format!("{}: DWARF not usable: {reason}", label.display()));
-                    None
-                }
-            }
+    /// The frames that tail calls left out between a caller and its callee, both in this
+    /// module, innermost (nearest the callee) first; each is to be shown between the two.
+    ///
+    /// `caller_return_svma` is the caller's return address (the pc of the caller's frame, not
+    /// pc minus one); `callee_svma` is any address inside the callee (its pc, or its return
+    /// address minus one). This is gdb's reconstruction: the `DW_TAG_call_site` at the caller's return
+    /// address names the function called; when that is not the callee's function, the
+    /// `DW_AT_call_tail_call` call sites in it (and up to a few levels below) that reach the
+    /// callee are the missing frames. Empty when the module has no call-site information, when
+    /// the call is indirect, when no chain or more than one chain fits. Answers are cached.
+    pub fn tail_call_frames(
+        &self,
+        caller_return_svma: u64,
+        callee_svma: u64,
+    ) -> Vec<TailCallFrame> {
+        let key = (caller_return_svma, callee_svma);
+        if let Some(frames) = lock(&self.tail_calls).get(&key) {
+            return frames.clone();
+        }
+        let chain = catch_unwind(AssertUnwindSafe(|| {
+            self.tail_call_chain(caller_return_svma, callee_svma)
+        }))
+        .unwrap_or_else(|_| {
+            self.warn(format!(
+                "{}: reading call sites at {caller_return_svma:#x} failed on malformed data",
+                self.path.display()
+            ));
+            Vec::new()
         });
-        let Some(context) = context else {
+        let frames: Vec<TailCallFrame> = chain
+            .into_iter()
+            .map(|(svma, lookup_svma)| TailCallFrame {
+                svma,
+                frames: self.symbolize(lookup_svma),
+            })
+            .collect();
+        lock(&self.tail_calls).insert(key, frames.clone());
+        frames
+    }
+
+    /// The call sites of the missing frames as (return address, address of the jump).
+    fn tail_call_chain(&self, caller_return_svma: u64, callee_svma: u64) -> Vec<(u64, u64)> {
+        let Some(context) = self.dwarf_context() else {
+            return Vec::new();
+        };
+        let symbols = self.symbol_table();
+        let callee_entry = symbols
+            .lookup(callee_svma)
+            .filter(|hit| hit.contains)
+            .map(|hit| callee_svma.wrapping_sub(hit.offset));
+        let address_of = |name: &str| symbols.address_of(name);
+        let context = lock(context);
+        let mut cache = lock(&self.call_sites);
+        tailcall::find_chain(
+            &context,
+            &mut cache,
+            &address_of,
+            callee_entry,
+            caller_return_svma,
+            callee_svma,
+        )
+    }
+
+    fn dwarf_context(&self) -> Option<&Mutex<DwarfContext>> {
+        self.dwarf
+            .get_or_init(|| {
+                let owner = self.dwarf_owner.as_ref()?;
+                let label = self.debug_file().unwrap_or(&self.path).to_path_buf();
+                match dwarf::load_context(owner) {
+                    Ok(context) => Some(Mutex::new(context)),
+                    Err(reason) => {
+                        self.warn(format!("{}: DWARF not usable: {reason}", label.display()));
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    fn dwarf_frames(&self, svma: u64) -> Vec<SourceFrame> {
+        let Some(context) = self.dwarf_context() else {
             return Vec::new();
         };
         let (frames, error) = dwarf::find_frames(&lock(context), svma);

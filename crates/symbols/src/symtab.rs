@@ -73,6 +73,20 @@ impl SymbolTable {
         SymbolTable { symbols }
     }
 
+    /// The address of the function named `name`, when exactly one address bears that name
+    /// (two static functions of the same name in different files are not told apart).
+    pub(crate) fn address_of(&self, name: &str) -> Option<u64> {
+        let mut found = None;
+        for symbol in self.symbols.iter().filter(|s| &*s.name == name) {
+            match found {
+                None => found = Some(symbol.address),
+                Some(address) if address == symbol.address => {}
+                Some(_) => return None,
+            }
+        }
+        found
+    }
+
     /// The symbol for `svma`: one whose `[start, start + size)` holds it, else the nearest
     /// unsized symbol at or below it.
     pub(crate) fn lookup(&self, svma: u64) -> Option<SymbolHit<'_>> {
