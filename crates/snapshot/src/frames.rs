@@ -28,6 +28,50 @@ impl Symbolicator {
         frames
     }
 
+    /// The frames that tail calls left off the stack between `callee` (frame N-1) and `caller`
+    /// (frame N), innermost first, as gdb shows them: one frame per tail call, named after the
+    /// innermost function at the jump, at the address after the jump, with the caller's trust.
+    /// Only within one module (a tail call into another module goes through the PLT and leaves
+    /// no call site), and never across a signal frame, whose "caller" was interrupted rather
+    /// than making a call.
+    pub fn tail_calls(
+        &mut self,
+        modules: &[ProcessModule],
+        callee: &coresnap_unwind::Frame,
+        caller: &coresnap_unwind::Frame,
+    ) -> Vec<Frame> {
+        if callee.kind == FrameKind::Signal || caller.kind == FrameKind::Signal || caller.lookup_pc == caller.pc {
+            return Vec::new();
+        }
+        let Some(module) = module_for(modules, caller.lookup_pc) else { return Vec::new() };
+        let same_module = module_for(modules, callee.lookup_pc).is_some_and(|m| std::ptr::eq(m, module));
+        let Some(info) = module.info.as_ref().filter(|_| same_module) else { return Vec::new() };
+        let found = info.tail_call_frames(caller.pc.wrapping_sub(module.bias), callee.lookup_pc.wrapping_sub(module.bias));
+        found
+            .into_iter()
+            .map(|tail| {
+                let pc = tail.svma.wrapping_add(module.bias);
+                let innermost = tail.frames.first();
+                Frame {
+                    func_name: innermost.and_then(|s| s.function.clone()),
+                    address: format!("{pc:#x}"),
+                    library: Some(module.name.clone()),
+                    library_offset: Some(format!("{:#x}", pc.wrapping_sub(module.avma_range.start))),
+                    source_path: innermost.and_then(|s| s.file.clone()),
+                    line: innermost.and_then(|s| s.line),
+                    column: innermost.and_then(|s| s.column),
+                    inlined: false,
+                    tail_call: true,
+                    trust: caller.trust.as_str().to_string(),
+                    kind: None,
+                    faulted: false,
+                    registers: None,
+                    warnings: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
     /// The report frames for one machine frame: inlined callees first, the real function last.
     pub fn expand(
         &mut self,
@@ -59,6 +103,7 @@ impl Symbolicator {
             line: None,
             column: None,
             inlined: false,
+            tail_call: false,
             trust: frame.trust.as_str().to_string(),
             kind: (frame.kind == FrameKind::Signal).then(|| "signal".to_string()),
             faulted,

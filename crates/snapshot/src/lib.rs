@@ -148,6 +148,9 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
         let fault = crashing == Some(i);
         let mut stack = Vec::with_capacity(walk.frames.len());
         for (n, frame) in walk.frames.iter().enumerate() {
+            if let Some(callee) = n.checked_sub(1).and_then(|i| walk.frames.get(i)) {
+                stack.extend(symbolicator.tail_calls(&modules, callee, frame));
+            }
             stack.extend(symbolicator.expand(&modules, frame, n == 0, fault && n == 0));
         }
         let name = if state.tid == image.pid || image.threads.len() == 1 {

@@ -71,6 +71,9 @@ pub struct Frame {
     pub column: Option<u32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub inlined: bool,
+    /// A frame that a tail call left off the stack, rebuilt from DWARF call-site information.
+    #[serde(rename = "tailCall", skip_serializing_if = "std::ops::Not::not")]
+    pub tail_call: bool,
     pub trust: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,

@@ -53,10 +53,13 @@ pub fn render(snapshot: &Snapshot) -> String {
             let module = library_name(frame)
                 .map(|l| format!(" from {l}"))
                 .unwrap_or_default();
-            let annotation = match frame.kind.as_deref() {
+            let mut annotation = match frame.kind.as_deref() {
                 Some("signal") => " <signal handler called>".to_string(),
                 _ => String::new(),
             };
+            if frame.tail_call {
+                annotation.push_str(" [tail call]");
+            }
             if frame.inlined {
                 let _ = writeln!(out, "#{number:<3} {:>18} in {name}{}{module} [inlined]{annotation}", "", location(frame));
             } else {
