@@ -31,6 +31,8 @@ mod sysroot;
 
 use std::path::{Path, PathBuf};
 
+pub use live::{attach_live, LiveAttachment};
+
 use memory::{FileBacking, MemorySource};
 
 /// The CPU a process ran on.
