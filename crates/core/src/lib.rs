@@ -388,3 +388,9 @@ impl std::fmt::Debug for ProcessImage {
             .finish_non_exhaustive()
     }
 }
+
+// Callers share one image between threads (one unwinder per thread).
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<ProcessImage>();
+};
