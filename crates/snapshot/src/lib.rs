@@ -95,13 +95,11 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
     let (image, attachment, source) = if let Some(core) = &request.core {
         let image = ProcessImage::open_core(core, &options)
             .map_err(|source| SnapshotError::Core { path: core.display().to_string(), source })?;
-        (image, None::<()>, "core")
+        (image, None, "core")
     } else if let Some(pid) = request.pid {
-        // LIVE-PENDING: coresnap_core::live::attach_live is being written.
-        let _ = pid;
-        let attachment: Option<()> = None;
-        let _ = &attachment;
-        return Err(SnapshotError::NoTarget);
+        let (image, attachment) = coresnap_core::live::attach_live(pid, &options)
+            .map_err(|source| SnapshotError::Live { pid, source })?;
+        (image, Some(attachment), "live")
     } else {
         return Err(SnapshotError::NoTarget);
     };

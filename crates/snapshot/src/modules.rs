@@ -14,8 +14,6 @@ pub struct ProcessModule {
     pub name: String,
     /// The lowest and highest mapped addresses of the file.
     pub avma_range: Range<u64>,
-    /// Executable ranges of this module, for the unwinder's sanity checks.
-    pub executable_ranges: Vec<Range<u64>>,
     /// The file read for symbols and unwind info; `None` when it was missing or mismatched.
     pub info: Option<Arc<ModuleInfo>>,
     pub bias: u64,
@@ -58,7 +56,6 @@ pub fn load_modules(
         end: u64,
         base_start: u64,
         base_offset: u64,
-        exec: Vec<Range<u64>>,
         /// (start, file offset) of every mapping of the file, for the bias.
         pieces: Vec<(u64, u64)>,
     }
@@ -77,7 +74,6 @@ pub fn load_modules(
                     end: m.end,
                     base_start: m.start,
                     base_offset: m.file_offset,
-                    exec: Vec::new(),
                     pieces: Vec::new(),
                 });
                 groups.last_mut().expect("just pushed")
@@ -88,9 +84,6 @@ pub fn load_modules(
         if m.file_offset < group.base_offset || (m.file_offset == group.base_offset && m.start < group.base_start) {
             group.base_offset = m.file_offset;
             group.base_start = m.start;
-        }
-        if m.executable {
-            group.exec.push(m.start..m.end);
         }
         group.pieces.push((m.start, m.file_offset));
     }
@@ -107,7 +100,6 @@ pub fn load_modules(
         let mut module = ProcessModule {
             name: g.path.clone(),
             avma_range: g.start..g.end,
-            executable_ranges: g.exec,
             info: None,
             bias: 0,
             memory_build_id,
@@ -162,11 +154,9 @@ pub fn load_modules(
         match ModuleInfo::from_bytes("[vdso]", bytes, search) {
             Ok(info) => {
                 let bias = info.bias_for(base, 0).unwrap_or(base);
-                let exec = vec![base..base.saturating_add(size)];
                 modules.push(ProcessModule {
                     name: "[vdso]".into(),
                     avma_range: base..base.saturating_add(size),
-                    executable_ranges: exec,
                     memory_build_id: info.build_id().map(<[u8]>::to_vec),
                     info: Some(Arc::new(info)),
                     bias,
