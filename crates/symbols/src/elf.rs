@@ -9,6 +9,7 @@ use object::elf::{PF_X, PT_GNU_EH_FRAME, PT_LOAD, SHF_ALLOC, SHF_EXECINSTR};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::{CompressionFormat, Object, ObjectSection, SectionFlags};
 
+use crate::cache::{self, SectionCache, SectionKey};
 use crate::{SectionRef, SharedBytes, UnwindSections};
 
 /// Decompressed sections larger than this are refused: the size comes from the file and
@@ -207,11 +208,38 @@ pub(crate) fn section_ref(
             compressed.uncompressed_size, compressed.compressed_size
         ));
     }
+    let cache = (compressed.uncompressed_size >= cache::MIN_CACHED_SIZE)
+        .then(SectionCache::from_env)
+        .flatten();
+    let build_id = file.build_id().ok().flatten().unwrap_or(&[]);
+    let stream = file_range(owner, compressed.offset, compressed.compressed_size)
+        .and_then(|range| bytes_of(owner).get(range))
+        .unwrap_or(&[]);
+    let key = SectionKey {
+        build_id,
+        name,
+        compressed_offset: compressed.offset,
+        compressed: stream,
+        format: match compressed.format {
+            CompressionFormat::Zlib => 1,
+            CompressionFormat::Zstandard => 2,
+            _ => 0,
+        },
+        size: compressed.uncompressed_size,
+    };
+    if let Some((owner, range)) = cache.as_ref().and_then(|c| c.load(&key)) {
+        return Ok(Some(SectionRef { svma, owner, range }));
+    }
     let data = section
         .compressed_data()
         .and_then(|c| c.decompress())
         .map_err(|e| format!("decompression failed: {e}"))?
         .into_owned();
+    // The cached file replaces the inflated copy: its pages are only read in as the DWARF
+    // reader touches them, where the copy would stay resident in full.
+    if let Some((owner, range)) = cache.as_ref().and_then(|c| c.store(&key, &data)) {
+        return Ok(Some(SectionRef { svma, owner, range }));
+    }
     let range = 0..data.len();
     Ok(Some(SectionRef {
         svma,

@@ -29,6 +29,7 @@
 //! A [`ModuleInfo`] is `Send + Sync`; share it in an `Arc`. Symbolication results are cached
 //! per address.
 
+mod cache;
 mod dwarf;
 mod elf;
 mod search;
