@@ -171,6 +171,7 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
         sender_pid: s.sender_pid,
     });
 
+    let abort_message = read_abort_message(&image, &modules);
     let crash_state = crashing.and_then(|c| image.threads.get(c));
     let stack_pointer = crash_state.and_then(|t| {
         t.dwarf_registers(image.arch).into_iter().find(|(r, _)| *r == if uarch == UnwindArch::X86_64 { 7 } else { 31 }).map(|(_, v)| v)
@@ -183,7 +184,7 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
         fault_address_mapped: fault_address
             .is_some_and(|a| image.mappings.iter().any(|m| m.readable && a >= m.start && a < m.end)),
         crashing_thread: threads.get(&main_thread),
-        abort_message: None,
+        abort_message: abort_message.as_deref(),
     });
     classifiers.extend(request.classifiers.iter().cloned());
 
@@ -209,6 +210,11 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
     attributes.insert("pid".into(), image.pid.into());
     if let Some(s) = &signal {
         attributes.insert("signal".into(), s.name.clone().into());
+    }
+    let mut annotations = BTreeMap::new();
+    if let Some(message) = &abort_message {
+        attributes.insert("error.message".into(), message.trim_end().to_string().into());
+        annotations.insert("abort message".to_string(), serde_json::Value::from(message.clone()));
     }
     for (k, v) in &request.attributes {
         attributes.insert(k.clone(), v.clone().into());
@@ -272,7 +278,7 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
         },
         attachments,
         warnings,
-        annotations: BTreeMap::new(),
+        annotations,
     })
 }
 
@@ -280,6 +286,24 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
 pub fn snapshot_json(request: &SnapshotRequest) -> Result<serde_json::Value, SnapshotError> {
     let snapshot = snapshot(request)?;
     Ok(serde_json::to_value(snapshot).unwrap_or(serde_json::Value::Null))
+}
+
+/// glibc keeps the text of its last fatal message (assert failures, heap corruption) in
+/// `__abort_msg`, a pointer to `{ u32 size; char msg[]; }`; a core holds it when libc wrote one.
+fn read_abort_message(image: &ProcessImage, modules: &[modules::ProcessModule]) -> Option<String> {
+    const MAX_MESSAGE: usize = 4096;
+    let libc = modules.iter().find(|m| {
+        let file = m.name.rsplit('/').next().unwrap_or(&m.name);
+        file.starts_with("libc.so") || (file.starts_with("libc-") && file.ends_with(".so"))
+    })?;
+    let svma = libc.info.as_ref()?.symbol_address("__abort_msg")?;
+    let pointer = image.read_u64(svma.wrapping_add(libc.bias))?;
+    if pointer == 0 {
+        return None;
+    }
+    let size = image.read_u32(pointer)? as usize;
+    let message = image.read_c_string(pointer.checked_add(4)?, size.clamp(1, MAX_MESSAGE))?;
+    (!message.is_empty()).then_some(message)
 }
 
 fn collect_attachments(resources: &[PathBuf], warnings: &mut Vec<String>) -> Vec<Attachment> {

@@ -327,6 +327,28 @@ impl ModuleInfo {
         self.own_symbols || self.debug.as_ref().is_some_and(|d| d.has_symtab)
     }
 
+    /// The SVMA of a named symbol of any kind (functions and data, e.g. glibc's `__abort_msg`),
+    /// from `.dynsym` and `.symtab` of the file and `.symtab` of its debug file; `None` when no
+    /// table names it. A name is looked up rarely, so this reads the tables instead of indexing.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        use object::{Object, ObjectSymbol};
+        let lookup = |data: &[u8]| -> Option<u64> {
+            let file = crate::elf::parse(data).ok()?;
+            let found = file
+                .dynamic_symbols()
+                .chain(file.symbols())
+                .find(|s| s.name() == Ok(name) && s.address() != 0 && !s.is_undefined())
+                .map(|s| s.address());
+            found
+        };
+        catch_unwind(AssertUnwindSafe(|| {
+            lookup(crate::elf::bytes_of(&self.bytes))
+                .or_else(|| self.debug.as_ref().and_then(|d| lookup(crate::elf::bytes_of(&d.bytes))))
+        }))
+        .ok()
+        .flatten()
+    }
+
     /// `e_machine` of the ELF header (62 for x86_64, 183 for aarch64).
     pub fn e_machine(&self) -> u16 {
         self.e_machine
