@@ -1,0 +1,173 @@
+// The storage interface of coroner. Everything above it (ingestion, the query engine, the admin
+// API, the CLIs) talks to a `Store`; the embedded default is SQLite plus files under the data
+// folder (ts/store/sqlite.ts), and a PostgreSQL backend for several coroner nodes comes next, so
+// nothing here may assume SQLite: every call is async, and a long read must not stall a write.
+
+/** An attribute value as reports carry it. */
+export type AttributeValue = string | number | boolean | null;
+
+export type AttributeType = 'string' | 'uint64' | 'int64' | 'double' | 'boolean' | 'dictionary' | 'labels' | 'callstack';
+
+/** How a column is shown (morgue's `format`): unix_timestamp, callstack, sha256, hostname, bytes, labels, none... */
+export type AttributeFormat = string;
+
+export interface Universe {
+  id: number;
+  name: string;
+}
+
+export interface Project {
+  id: number;
+  universeId: number;
+  name: string;
+  createdAt: number;
+}
+
+export interface User {
+  uid: number;
+  universeId: number;
+  username: string;
+  email: string;
+  superuser: boolean;
+  createdAt: number;
+}
+
+/** A submission (or API) token, scoped to one project. */
+export interface ApiToken {
+  id: string;
+  projectId: number;
+  /** The friendly name coroner.cf uses for it (the project's name by default). */
+  name: string;
+  ownerUid: number;
+  capabilities: string[];
+  createdAt: number;
+  revokedAt?: number;
+}
+
+export interface Session {
+  token: string;
+  uid: number;
+  universeId: number;
+  expiresAt: number;
+}
+
+/** A declared attribute of a project (name, type, format), as in the guide's "Attach and Display Attributes". */
+export interface AttributeDeclaration {
+  name: string;
+  type: AttributeType;
+  format: AttributeFormat;
+  description?: string;
+  /** Built in (timestamp, fingerprint, hostname, ...) or declared by a user. */
+  custom: boolean;
+}
+
+export type GroupState = 'open' | 'resolved' | 'ignored';
+
+/** One stored crash (a report or a snapshot), as the query engine sees it. */
+export interface CrashObject {
+  /** Numeric object id, unique within the project; morgue prints it in hex. */
+  id: number;
+  projectId: number;
+  uuid: string;
+  /** The receipt id answered to the submitter. */
+  rxid: string;
+  /** Seconds since the epoch: the report's own timestamp. */
+  timestamp: number;
+  /** Seconds since the epoch: when coroner received it. */
+  receivedAt: number;
+  fingerprint: string;
+  /** Innermost-first frame names used for `callstack`. */
+  callstack: string[];
+  classifiers: string[];
+  /** Every indexed attribute, built-ins included (hostname, application, uname.*, ...). */
+  attributes: Record<string, AttributeValue>;
+  /** `json`, `minidump`, ... */
+  format: string;
+  /** False for minidumps stored but not yet processed. */
+  processed: boolean;
+}
+
+export interface AttachmentInfo {
+  id: number;
+  objectId: number;
+  name: string;
+  size: number;
+  contentType: string;
+}
+
+/** What ingestion hands to the store for one accepted submission. */
+export interface NewCrash {
+  projectId: number;
+  uuid: string;
+  timestamp: number;
+  fingerprint: string;
+  callstack: string[];
+  classifiers: string[];
+  attributes: Record<string, AttributeValue>;
+  format: string;
+  processed: boolean;
+  /** The whole report as received (after transfer decoding), stored as is. */
+  body: Uint8Array;
+  contentType: string;
+  attachments: Array<{ name: string; contentType: string; data: Uint8Array }>;
+}
+
+export interface StoredCrash {
+  object: CrashObject;
+  /** True when a report with the same uuid was stored before: the existing receipt is returned. */
+  existing: boolean;
+}
+
+/**
+ * The store. Implementations: SqliteStore (embedded default). Every method is async; reads may
+ * run on another thread than writes. Errors are thrown as `StoreError` with a sentence.
+ */
+export interface Store {
+  close(): Promise<void>;
+
+  // Universes, projects, users, tokens, sessions.
+  getUniverse(name: string): Promise<Universe | undefined>;
+  createUniverse(name: string): Promise<Universe>;
+  listProjects(universeId: number): Promise<Project[]>;
+  getProject(universeId: number, name: string): Promise<Project | undefined>;
+  getProjectById(id: number): Promise<Project | undefined>;
+  createProject(universeId: number, name: string): Promise<Project>;
+  deleteProject(projectId: number): Promise<void>;
+
+  createUser(universeId: number, username: string, email: string, passwordHash: string, superuser: boolean): Promise<User>;
+  getUser(universeId: number, username: string): Promise<(User & { passwordHash: string }) | undefined>;
+  getUserById(uid: number): Promise<User | undefined>;
+  listUsers(universeId: number): Promise<User[]>;
+  deleteUser(uid: number): Promise<void>;
+
+  createToken(token: Omit<ApiToken, 'createdAt'>): Promise<ApiToken>;
+  getToken(id: string): Promise<ApiToken | undefined>;
+  listTokens(projectId: number): Promise<ApiToken[]>;
+  revokeToken(id: string): Promise<void>;
+
+  createSession(session: Session): Promise<void>;
+  getSession(token: string): Promise<Session | undefined>;
+  deleteSession(token: string): Promise<void>;
+
+  // Attributes and grouping rules (versioned data per project).
+  listAttributes(projectId: number): Promise<AttributeDeclaration[]>;
+  declareAttribute(projectId: number, declaration: AttributeDeclaration): Promise<void>;
+  getGroupingRules(projectId: number): Promise<{ version: number; rules: unknown }>;
+  setGroupingRules(projectId: number, rules: unknown): Promise<{ version: number }>;
+  getGroupState(projectId: number, fingerprint: string): Promise<GroupState>;
+  setGroupState(projectId: number, fingerprint: string, state: GroupState): Promise<void>;
+
+  // Crashes. `insertCrash` resolves only once the crash is durable (group commit is fine).
+  insertCrash(crash: NewCrash): Promise<StoredCrash>;
+  getObject(projectId: number, id: number): Promise<CrashObject | undefined>;
+  getReportBody(projectId: number, id: number): Promise<{ body: Uint8Array; contentType: string } | undefined>;
+  listAttachments(projectId: number, objectId: number): Promise<AttachmentInfo[]>;
+  getAttachment(projectId: number, objectId: number, attachmentId: number): Promise<{ info: AttachmentInfo; data: Uint8Array } | undefined>;
+  addAttachment(projectId: number, objectId: number, name: string, contentType: string, data: Uint8Array): Promise<AttachmentInfo>;
+  /** Every object of a project, in id order (the query engine's source). */
+  scanObjects(projectId: number): AsyncIterable<CrashObject>;
+  setObjectAttributes(projectId: number, ids: number[], values: Record<string, AttributeValue>): Promise<number>;
+  deleteObjects(projectId: number, ids: number[]): Promise<number>;
+  /** Called after each durable insert or change, so caches (the query engine's) stay current. */
+  onChange(listener: (event: { projectId: number; kind: 'insert' | 'update' | 'delete'; ids: number[] }) => void): () => void;
+}
