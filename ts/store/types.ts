@@ -3,6 +3,11 @@
 // folder (ts/store/sqlite.ts), and a PostgreSQL backend for several coroner nodes comes next, so
 // nothing here may assume SQLite: every call is async, and a long read must not stall a write.
 
+/** What every store method throws for a refused operation (a duplicate name, a missing row); the message is a sentence for the user. */
+export class StoreError extends Error {
+  override name = 'StoreError';
+}
+
 /** An attribute value as reports carry it. */
 export type AttributeValue = string | number | boolean | null;
 
@@ -127,6 +132,8 @@ export interface Store {
 
   // Universes, projects, users, tokens, sessions.
   getUniverse(name: string): Promise<Universe | undefined>;
+  getUniverseById(id: number): Promise<Universe | undefined>;
+  listUniverses(): Promise<Universe[]>;
   createUniverse(name: string): Promise<Universe>;
   listProjects(universeId: number): Promise<Project[]>;
   getProject(universeId: number, name: string): Promise<Project | undefined>;
@@ -139,6 +146,8 @@ export interface Store {
   getUserById(uid: number): Promise<User | undefined>;
   listUsers(universeId: number): Promise<User[]>;
   deleteUser(uid: number): Promise<void>;
+  /** Replaces the password hash and ends the user's sessions. */
+  setUserPassword(uid: number, passwordHash: string): Promise<void>;
 
   createToken(token: Omit<ApiToken, 'createdAt'>): Promise<ApiToken>;
   getToken(id: string): Promise<ApiToken | undefined>;
@@ -148,6 +157,8 @@ export interface Store {
   createSession(session: Session): Promise<void>;
   getSession(token: string): Promise<Session | undefined>;
   deleteSession(token: string): Promise<void>;
+  /** Housekeeping: forgets expired sessions; returns how many. */
+  deleteExpiredSessions(): Promise<number>;
 
   // Attributes and grouping rules (versioned data per project).
   listAttributes(projectId: number): Promise<AttributeDeclaration[]>;
@@ -160,6 +171,9 @@ export interface Store {
   // Crashes. `insertCrash` resolves only once the crash is durable (group commit is fine).
   insertCrash(crash: NewCrash): Promise<StoredCrash>;
   getObject(projectId: number, id: number): Promise<CrashObject | undefined>;
+  /** The object a receipt (`_rxid`) names. */
+  findObjectByRxid(projectId: number, rxid: string): Promise<CrashObject | undefined>;
+  countObjects(projectId: number): Promise<number>;
   getReportBody(projectId: number, id: number): Promise<{ body: Uint8Array; contentType: string } | undefined>;
   listAttachments(projectId: number, objectId: number): Promise<AttachmentInfo[]>;
   getAttachment(projectId: number, objectId: number, attachmentId: number): Promise<{ info: AttachmentInfo; data: Uint8Array } | undefined>;

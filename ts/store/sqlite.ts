@@ -1,0 +1,302 @@
+/**
+ * SqliteStore: the embedded default `Store`, SQLite (WAL) plus blob files under one data folder.
+ *
+ * Threads: the calling thread keeps one connection for small reads and administrative writes
+ * (users, tokens, sessions: each a millisecond). A writer worker owns a second connection and
+ * runs ingestion in batches: while it commits one batch (one fsync), new crashes queue up and go
+ * in the next: group commit, and the HTTP thread never waits on a disk sync. A reader worker
+ * owns a third connection for scans and blob reads, so a long read never stalls ingestion or the
+ * event loop. WAL lets all three proceed at once.
+ *
+ * `workers: false` runs the same operations on the calling thread (the admin CLI: one command,
+ * no threads worth starting).
+ */
+
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import * as ops from './sqlite-ops.js';
+import {
+  StoreError,
+  type ApiToken,
+  type AttachmentInfo,
+  type AttributeDeclaration,
+  type AttributeValue,
+  type CrashObject,
+  type GroupState,
+  type NewCrash,
+  type Project,
+  type Session,
+  type Store,
+  type StoredCrash,
+  type Universe,
+  type User,
+} from './types.js';
+
+export interface SqliteStoreOptions {
+  dataDir: string;
+  /** Run ingestion and scans on worker threads (default true). */
+  workers?: boolean;
+  /** Most crashes committed in one transaction (default 1000). */
+  maxBatch?: number;
+}
+
+type WorkerRequest = ops.WorkerRequest;
+type WorkerResponse = ops.WorkerResponse;
+type RawCrash = ops.RawCrash;
+
+/** Runs requests on a worker thread (or inline), one at a time per worker, in order. */
+class Executor {
+  private worker: Worker | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private failure: Error | undefined;
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly inlineDb: ops.Db | undefined,
+  ) {
+    if (inlineDb) return;
+    this.worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), { workerData: { dataDir } });
+    this.worker.on('message', (m: WorkerResponse) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.result);
+      else p.reject(m.storeError ? new StoreError(m.message) : new Error(m.message));
+    });
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.on('exit', (code) => {
+      if (this.worker) this.fail(new Error(`The store's worker thread exited (code ${code}).`));
+    });
+  }
+
+  private fail(err: Error): void {
+    this.failure = err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  run<T>(request: WorkerRequest): Promise<T> {
+    if (this.inlineDb) {
+      try {
+        return Promise.resolve(ops.runRequest(this.inlineDb, this.dataDir, request) as T);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    if (this.failure || !this.worker) return Promise.reject(this.failure ?? new StoreError('The store is closed.'));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker!.postMessage({ id, request });
+    });
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    if (!w) return;
+    // Let what was sent finish: the worker answers in order.
+    await Promise.allSettled([...this.pending.values()].map((p) => new Promise((r) => {
+      const { resolve, reject } = p;
+      p.resolve = (v) => { resolve(v); r(null); };
+      p.reject = (e) => { reject(e); r(null); };
+    })));
+    this.worker = undefined;
+    await w.terminate();
+  }
+}
+
+interface QueuedCrash {
+  crash: RawCrash;
+  resolve: (v: StoredCrash) => void;
+  reject: (e: Error) => void;
+}
+
+type ChangeEvent = { projectId: number; kind: 'insert' | 'update' | 'delete'; ids: number[] };
+
+export class SqliteStore implements Store {
+  private readonly db: ops.Db;
+  private readonly writer: Executor;
+  private readonly reader: Executor;
+  private readonly events = new EventEmitter();
+  private queue: QueuedCrash[] = [];
+  private flushing = false;
+  private closed = false;
+  private readonly maxBatch: number;
+
+  /** Opens (creating if needed) the store in `dataDir`. */
+  static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
+    return new SqliteStore(options);
+  }
+
+  private constructor(readonly options: SqliteStoreOptions) {
+    this.db = ops.openDatabase(options.dataDir);
+    const inline = options.workers === false ? this.db : undefined;
+    this.writer = new Executor(options.dataDir, inline);
+    this.reader = new Executor(options.dataDir, inline);
+    this.maxBatch = options.maxBatch ?? 1000;
+    this.events.setMaxListeners(0);
+  }
+
+  get dataDir(): string {
+    return this.options.dataDir;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.flushing || this.queue.length) await new Promise((r) => setTimeout(r, 5));
+    await this.writer.close();
+    await this.reader.close();
+    this.db.close();
+  }
+
+  private sync<T>(fn: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('The store is closed.'));
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  // Universes, projects, users, tokens, sessions.
+  getUniverse(name: string): Promise<Universe | undefined> { return this.sync(() => ops.getUniverse(this.db, name)); }
+  getUniverseById(id: number): Promise<Universe | undefined> { return this.sync(() => ops.getUniverseById(this.db, id)); }
+  listUniverses(): Promise<Universe[]> { return this.sync(() => ops.listUniverses(this.db)); }
+  createUniverse(name: string): Promise<Universe> { return this.sync(() => ops.createUniverse(this.db, name)); }
+  listProjects(universeId: number): Promise<Project[]> { return this.sync(() => ops.listProjects(this.db, universeId)); }
+  getProject(universeId: number, name: string): Promise<Project | undefined> { return this.sync(() => ops.getProject(this.db, universeId, name)); }
+  getProjectById(id: number): Promise<Project | undefined> { return this.sync(() => ops.getProjectById(this.db, id)); }
+  createProject(universeId: number, name: string): Promise<Project> { return this.sync(() => ops.createProject(this.db, universeId, name)); }
+  async deleteProject(projectId: number): Promise<void> {
+    await this.writer.run({ op: 'deleteProject', projectId });
+    this.events.emit('change', { projectId, kind: 'delete', ids: [] } satisfies ChangeEvent);
+  }
+
+  createUser(universeId: number, username: string, email: string, passwordHash: string, superuser: boolean): Promise<User> {
+    return this.sync(() => ops.createUser(this.db, universeId, username, email, passwordHash, superuser));
+  }
+  getUser(universeId: number, username: string): Promise<(User & { passwordHash: string }) | undefined> { return this.sync(() => ops.getUser(this.db, universeId, username)); }
+  getUserById(uid: number): Promise<User | undefined> { return this.sync(() => ops.getUserById(this.db, uid)); }
+  listUsers(universeId: number): Promise<User[]> { return this.sync(() => ops.listUsers(this.db, universeId)); }
+  deleteUser(uid: number): Promise<void> { return this.sync(() => ops.deleteUser(this.db, uid)); }
+  setUserPassword(uid: number, passwordHash: string): Promise<void> { return this.sync(() => ops.setUserPassword(this.db, uid, passwordHash)); }
+
+  createToken(token: Omit<ApiToken, 'createdAt'>): Promise<ApiToken> { return this.sync(() => ops.createToken(this.db, token)); }
+  getToken(id: string): Promise<ApiToken | undefined> { return this.sync(() => ops.getToken(this.db, id)); }
+  listTokens(projectId: number): Promise<ApiToken[]> { return this.sync(() => ops.listTokens(this.db, projectId)); }
+  revokeToken(id: string): Promise<void> { return this.sync(() => ops.revokeToken(this.db, id)); }
+
+  createSession(session: Session): Promise<void> { return this.sync(() => ops.createSession(this.db, session)); }
+  getSession(token: string): Promise<Session | undefined> { return this.sync(() => ops.getSession(this.db, token)); }
+  deleteSession(token: string): Promise<void> { return this.sync(() => ops.deleteSession(this.db, token)); }
+  deleteExpiredSessions(): Promise<number> { return this.sync(() => ops.deleteExpiredSessions(this.db)); }
+
+  // Attributes and grouping rules.
+  listAttributes(projectId: number): Promise<AttributeDeclaration[]> { return this.sync(() => ops.listAttributes(this.db, projectId)); }
+  declareAttribute(projectId: number, declaration: AttributeDeclaration): Promise<void> { return this.sync(() => ops.declareAttribute(this.db, projectId, declaration)); }
+  getGroupingRules(projectId: number): Promise<{ version: number; rules: unknown }> { return this.sync(() => ops.getGroupingRules(this.db, projectId)); }
+  setGroupingRules(projectId: number, rules: unknown): Promise<{ version: number }> { return this.sync(() => ops.setGroupingRules(this.db, projectId, rules)); }
+  getGroupState(projectId: number, fingerprint: string): Promise<GroupState> { return this.sync(() => ops.getGroupState(this.db, projectId, fingerprint)); }
+  setGroupState(projectId: number, fingerprint: string, state: GroupState): Promise<void> { return this.sync(() => ops.setGroupState(this.db, projectId, fingerprint, state)); }
+
+  // Crashes.
+  insertCrash(crash: NewCrash): Promise<StoredCrash> {
+    if (this.closed) return Promise.reject(new StoreError('The store is closed.'));
+    return new Promise<StoredCrash>((resolve, reject) => {
+      this.queue.push({ crash: { ...crash, receivedAt: Math.floor(Date.now() / 1000) }, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  /** Sends everything queued as one batch; what arrives meanwhile goes in the next one. */
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.length) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        let outcomes: ops.InsertOutcome[];
+        try {
+          outcomes = await this.writer.run<ops.InsertOutcome[]>({ op: 'ingest', batch: batch.map((q) => q.crash) });
+        } catch (err) {
+          for (const q of batch) q.reject(err as Error);
+          continue;
+        }
+        const inserted = new Map<number, number[]>();
+        batch.forEach((q, i) => {
+          const o = outcomes[i];
+          if (!o) q.reject(new Error('The store lost a crash of a batch.'));
+          else if (!o.ok) q.reject(new StoreError(o.message));
+          else {
+            if (!o.existing) {
+              const ids = inserted.get(o.object.projectId) ?? [];
+              ids.push(o.object.id);
+              inserted.set(o.object.projectId, ids);
+            }
+            q.resolve({ object: o.object, existing: o.existing });
+          }
+        });
+        for (const [projectId, ids] of inserted) this.emitChange({ projectId, kind: 'insert', ids });
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  getObject(projectId: number, id: number): Promise<CrashObject | undefined> { return this.sync(() => ops.getObject(this.db, projectId, id)); }
+  findObjectByRxid(projectId: number, rxid: string): Promise<CrashObject | undefined> { return this.sync(() => ops.findObjectByRxid(this.db, projectId, rxid)); }
+  countObjects(projectId: number): Promise<number> { return this.sync(() => ops.countObjects(this.db, projectId)); }
+  getReportBody(projectId: number, id: number): Promise<{ body: Uint8Array; contentType: string } | undefined> {
+    return this.reader.run({ op: 'getReportBody', projectId, id });
+  }
+  listAttachments(projectId: number, objectId: number): Promise<AttachmentInfo[]> { return this.sync(() => ops.listAttachments(this.db, projectId, objectId)); }
+  getAttachment(projectId: number, objectId: number, attachmentId: number): Promise<{ info: AttachmentInfo; data: Uint8Array } | undefined> {
+    return this.reader.run({ op: 'getAttachment', projectId, objectId, attachmentId });
+  }
+  async addAttachment(projectId: number, objectId: number, name: string, contentType: string, data: Uint8Array): Promise<AttachmentInfo> {
+    const info = await this.writer.run<AttachmentInfo>({ op: 'addAttachment', projectId, objectId, name, contentType, data });
+    this.emitChange({ projectId, kind: 'update', ids: [objectId] });
+    return info;
+  }
+
+  async *scanObjects(projectId: number): AsyncIterable<CrashObject> {
+    let afterId = 0;
+    for (;;) {
+      const page = await this.reader.run<CrashObject[]>({ op: 'scanPage', projectId, afterId, limit: 5000 });
+      if (page.length === 0) return;
+      yield* page;
+      afterId = page[page.length - 1]!.id;
+    }
+  }
+
+  async setObjectAttributes(projectId: number, ids: number[], values: Record<string, AttributeValue>): Promise<number> {
+    const n = await this.writer.run<number>({ op: 'setObjectAttributes', projectId, ids, values });
+    if (n) this.emitChange({ projectId, kind: 'update', ids });
+    return n;
+  }
+  async deleteObjects(projectId: number, ids: number[]): Promise<number> {
+    const n = await this.writer.run<number>({ op: 'deleteObjects', projectId, ids });
+    if (n) this.emitChange({ projectId, kind: 'delete', ids });
+    return n;
+  }
+
+  onChange(listener: (event: ChangeEvent) => void): () => void {
+    this.events.on('change', listener);
+    return () => this.events.off('change', listener);
+  }
+
+  private emitChange(event: ChangeEvent): void {
+    // A listener's exception must not undo an acknowledged write.
+    try {
+      this.events.emit('change', event);
+    } catch (err) {
+      process.emitWarning(`a store change listener threw: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Opens the embedded store in `dataDir`. */
+export function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
+  return SqliteStore.open(options);
+}
