@@ -198,7 +198,7 @@ impl Search<'_> {
 
     /// The index of the unit whose code holds `svma`, built on first use.
     fn unit_for(&mut self, svma: u64) -> Option<Arc<UnitIndex>> {
-        let unit = self.context.find_dwarf_and_unit(svma).skip_all_loads()?;
+        let unit = self.context.find_dwarf_and_unit(svma)?;
         // Only units with code are found by address, so the offset names one unit.
         let key = unit.header.offset().0;
         if let Some(index) = self.cache.units.get(&key) {
