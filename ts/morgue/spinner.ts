@@ -1,0 +1,26 @@
+/**
+ * The spinner shown while waiting on the server: only on a terminal (stdout and stderr both TTYs,
+ * so pipes and scripts never see it), only after a moment has passed (quick answers stay quiet),
+ * drawn on stderr, and always cleared before the answer is printed.
+ */
+
+import ora from 'ora';
+
+export const SPINNER_DELAY_MS = 250;
+
+export function spinnerEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(process.stdout.isTTY && process.stderr.isTTY) && !env.CI && env.MORGUE_NO_SPINNER === undefined;
+}
+
+/** Awaits `work`, spinning with `text` if it takes longer than [[SPINNER_DELAY_MS]]. */
+export async function withSpinner<T>(text: string, work: Promise<T>, enabled: boolean = spinnerEnabled()): Promise<T> {
+  if (!enabled) return work;
+  const spinner = ora({ text, stream: process.stderr, discardStdin: false });
+  const timer = setTimeout(() => spinner.start(), SPINNER_DELAY_MS);
+  try {
+    return await work;
+  } finally {
+    clearTimeout(timer);
+    if (spinner.isSpinning) spinner.stop();
+  }
+}
