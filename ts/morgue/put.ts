@@ -2,15 +2,16 @@
  * `morgue put <project> <file...> --format=json|minidump|...`: submits to the session's
  * submission endpoint (`/api/post` on its host, with the session token), as morgue 1.24.11 does:
  *
- *   plain       application/octet-stream, `--kv` pairs as query parameters, optional
- *               `--compression=gzip|deflate` (Content-Encoding)
+ *   plain       application/octet-stream, `--kv` pairs as query parameters;
+ *               `--compression=gzip|deflate` says the file is already compressed so (sent as it
+ *               is, with that Content-Encoding, as morgue does)
  *   multipart   with `--attachment` (or `--multipart`): form fields for `--kv`, then
  *               `upload_file`, then `attachment_<name>` per attachment
  */
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { deflateSync, gzipSync } from 'node:zlib';
+import { inflateSync } from 'node:zlib';
 
 import { Command } from 'commander';
 import { FormData } from 'undici';
@@ -53,6 +54,21 @@ function readInput(file: string): Buffer {
   }
 }
 
+/** A file said to be compressed must be: the server would otherwise store garbage or refuse it. */
+function checkCompressed(file: string, body: Buffer, compression: string): void {
+  if (compression === 'gzip') {
+    if (body.length < 18 || body[0] !== 0x1f || body[1] !== 0x8b) {
+      throw new UsageError(`--compression=gzip: ${file} is not gzip data (compress it first, e.g. gzip -k ${file}, and put the .gz)`);
+    }
+    return;
+  }
+  try {
+    inflateSync(body);
+  } catch {
+    throw new UsageError(`--compression=deflate: ${file} is not zlib deflate data`);
+  }
+}
+
 export async function put(projectArg: string, files: string[], opts: PutOptions): Promise<void> {
   const format = opts.format;
   if (!format || !(PUT_FORMATS as readonly string[]).includes(format)) {
@@ -90,8 +106,8 @@ export async function put(projectArg: string, files: string[], opts: PutOptions)
           for (const a of attachments) form.append(`attachment_${path.basename(a.file)}`, new Blob([a.body]), path.basename(a.file));
           response = await withSpinner(`Uploading ${input.file}`, client.postMultipart('/api/post', params, form));
         } else {
-          const body = opts.compression === 'gzip' ? gzipSync(input.body) : opts.compression === 'deflate' ? deflateSync(input.body) : input.body;
-          response = await withSpinner(`Uploading ${input.file}`, client.postBinary('/api/post', [...params, ...kvs], body, opts.compression));
+          if (opts.compression) checkCompressed(input.file, input.body, opts.compression);
+          response = await withSpinner(`Uploading ${input.file}`, client.postBinary('/api/post', [...params, ...kvs], input.body, opts.compression));
         }
         results.push({ file: input.file, response });
         if (!opts.json) {
@@ -124,7 +140,7 @@ export function putCommand(): Command {
     .requiredOption('--format <format>', `json, minidump, btt, plcrash, symbols, proguard or sourcemap`)
     .option('--kv <key:value[,key:value]>', 'attributes to add (repeatable)', collect)
     .option('--attachment <file>', 'attach a file (repeatable; sends multipart)', collect)
-    .option('--compression <gzip|deflate>', 'compress the upload')
+    .option('--compression <gzip|deflate>', 'the file is already compressed so: send it with this Content-Encoding')
     .option('--multipart', 'send multipart even without attachments')
     .option('--json', "print the server's answers as JSON")
     .action(put);

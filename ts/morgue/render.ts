@@ -350,7 +350,7 @@ function csvCell(value: unknown): string {
 /**
  * CSV of a result: a select gives one line per object (its columns, then `object` and `id`, as
  * morgue's --csv); an aggregation gives one line per group (the group, its count, then every
- * folded column, lists as JSON).
+ * folded column but the sparkline's bins, lists as JSON).
  */
 export function toCsv(unpacked: Unpacked): string {
   const lines: string[] = [];
@@ -362,9 +362,11 @@ export function toCsv(unpacked: Unpacked): string {
       }
     }
   } else {
-    lines.push([unpacked.factor ?? 'group', 'count', ...unpacked.columns.map((c) => c.name)].map(csvCell).join(','));
+    // bin(timestamp) only feeds the sparkline; range(timestamp) already says when.
+    const columns = unpacked.columns.filter((c) => c.name !== 'bin(timestamp)');
+    lines.push([unpacked.factor ?? 'group', 'count', ...columns.map((c) => c.name)].map(csvCell).join(','));
     for (const group of unpacked.groups) {
-      const cells = unpacked.columns.map((c) => {
+      const cells = columns.map((c) => {
         const v = group.values[c.name];
         return Array.isArray(v) && v.length === 1 && (typeof v[0] !== 'object' || v[0] === null) ? v[0] : v;
       });
