@@ -143,12 +143,18 @@ export const DERIVED_COLUMNS: ReadonlyArray<Omit<ColumnMeta, 'custom' | 'builtin
 const KNOWN_FORMATS: Record<string, string> = {
   hostname: 'hostname',
   'process.age': 'seconds',
-  'system.memory.total': 'kilobytes',
-  'system.memory.free': 'kilobytes',
-  'vm.rss.size': 'kilobytes',
-  'vm.vma.size': 'kilobytes',
   guid: 'uuid',
+  'application.session': 'uuid',
 };
+
+/** The display format of an attribute nobody declared: by name, as the SDKs fill them. */
+function formatByName(name: string): string {
+  const known = KNOWN_FORMATS[name];
+  if (known) return known;
+  // @backtrace/node reports memory figures in bytes (system.memory.*, vm.*.size, gc.heap.*).
+  if (name.startsWith('system.memory.') || name.startsWith('gc.heap.') || (name.startsWith('vm.') && /\.(size|peak)$/.test(name))) return 'bytes';
+  return 'none';
+}
 
 const BUILTIN_NAMES = new Set(BUILTIN_COLUMNS.map((c) => c.name));
 const DERIVED_NAMES = new Set(DERIVED_COLUMNS.map((c) => c.name));
@@ -301,7 +307,7 @@ export class ProjectTable {
     const meta: ColumnMeta = {
       name,
       type: typeof value === 'number' ? 'uint64' : typeof value === 'boolean' ? 'boolean' : 'dictionary',
-      format: KNOWN_FORMATS[name] ?? 'none',
+      format: formatByName(name),
       description: '',
       custom: false,
       builtin: false,
