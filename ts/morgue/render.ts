@@ -34,7 +34,7 @@ export const COLOR: Palette = {
   good: sgr('32'),
   footer: sgr('34'),
   dim: sgr('90'),
-  bar: (level, s) => (level === 0 ? sgr('90')(s) : level < 4 ? sgr('34')(s) : level < 7 ? sgr('33')(s) : sgr('31')(s)),
+  bar: (level, s) => (level === 0 ? sgr('90')(s) : level < 3 ? sgr('34')(s) : level < 6 ? sgr('33')(s) : sgr('31')(s)),
 };
 
 /** Colour when writing to a terminal, unless NO_COLOR is set (https://no-color.org). */
@@ -42,17 +42,20 @@ export function paletteFor(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv =
   return stream.isTTY && !env.NO_COLOR ? COLOR : PLAIN;
 }
 
-const GLYPHS = ['\u2581', '\u2581', '\u2582', '\u2583', '\u2584', '\u2585', '\u2586', '\u2587', '\u2588'];
+const GLYPHS = ['\u2581', '\u2582', '\u2583', '\u2584', '\u2585', '\u2586', '\u2587', '\u2588'];
 
-/** One glyph per bin, scaled to the busiest bin; empty bins are the lowest block, non-empty ones at least one step up. */
+/**
+ * One glyph per bin: an empty bin is the lowest block, any crash at least one step higher (so a
+ * lone crash beside a spike still shows without colour), the busiest bin the full block.
+ */
 export function sparkline(bins: unknown, palette: Palette = PLAIN): string {
   if (!Array.isArray(bins)) return '';
-  const counts = bins.map((b) => (Array.isArray(b) ? toNumber(b[2]) : 0));
+  const counts = bins.map((b) => (Array.isArray(b) ? toNumber(b[2]) || 0 : 0));
   const ceiling = Math.max(0, ...counts);
+  const steps = GLYPHS.length - 2;
   return counts
     .map((c) => {
-      let level = 0;
-      if (c > 0 && ceiling > 0) level = Math.max(1, Math.floor((c / ceiling) * (GLYPHS.length - 1)));
+      const level = c > 0 && ceiling > 0 ? 1 + Math.round((c / ceiling) * steps) : 0;
       return palette.bar(level, GLYPHS[level] ?? '');
     })
     .join('');
