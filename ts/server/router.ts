@@ -11,8 +11,9 @@
  *   const request = ctx.json();                        // the body as JSON, or HttpError 400
  *   return { response: 'ok', ... };                    // any JSON value: HTTP 200, Content-Type: application/json
  * };
- * // and in ts/server/api/index.ts (or wherever routes are mounted):
- * export function mountQueryApi(router: Router) { router.route('POST', '/api/query', query); }
+ * // and in ts/server/api/index.ts, which the server (server.ts) imports and calls at start-up
+ * // when the file exists:
+ * export function mountApi(router: Router): void | Promise<void> { router.route('POST', '/api/query', query); }
  * ```
  *
  * What the router does for every request before the handler runs:

@@ -1,0 +1,31 @@
+/** `coroner project create|list|delete`: projects of a universe, acting on the store directly. */
+
+import type { Command } from 'commander';
+import * as admin from '../coroner/admin.js';
+import { date, print, storeOptions, withStore, type StoreOptions } from './coroner-common.js';
+
+export function registerProject(program: Command): void {
+  const project = program.command('project').description('create, list and delete projects');
+
+  storeOptions(project.command('create <name>').description('create a project and a submission token named after it'))
+    .option('--no-token', 'create no submission token')
+    .action(async (name: string, opts: StoreOptions & { token: boolean }) => {
+      const result = await withStore(opts, (store, universe) => admin.createProject(store, universe, name, { withToken: opts.token }));
+      print(opts, result, (r) => [
+        `created project ${r.project.name}`,
+        ...(r.token ? [`submission token ${r.token.name} = ${r.token.id}  (add it to the [tokens] section of coroner.cf)`] : []),
+      ]);
+    });
+
+  storeOptions(project.command('list').description('list projects and their submission tokens')).action(async (opts: StoreOptions) => {
+    const projects = await withStore(opts, (store, universe) => admin.listProjects(store, universe));
+    print(opts, projects, (ps) =>
+      ps.length === 0 ? ['no projects'] : ps.map((p) => `${p.name}  created ${date(p.createdAt)}  tokens: ${p.tokens.map((t) => `${t.name}=${t.id}`).join(', ') || 'none'}`),
+    );
+  });
+
+  storeOptions(project.command('delete <name>').description('delete a project with every crash in it')).action(async (name: string, opts: StoreOptions) => {
+    const deleted = await withStore(opts, (store, universe) => admin.deleteProject(store, universe, name));
+    print(opts, deleted, (p) => [`deleted project ${p.name}`]);
+  });
+}

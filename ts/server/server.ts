@@ -1,0 +1,315 @@
+/**
+ * coroner's HTTP(S) server: one port for submissions, the API and (later) the web console.
+ *
+ * The caller opens a `Store`, then `createCoronerServer({ store, universe, ... })` and
+ * `listen()`. The server turns requests into `RequestContext`s for the handlers of its `Router`
+ * (router.ts has the contract), mounts the submission endpoints (submit.ts), the admin endpoints
+ * (admin.ts) and, when the module exists, the query API's `mountApi(router)` from
+ * ts/server/api/index.ts. It never serves a file by a path the client names.
+ */
+
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import zlib from 'node:zlib';
+import { StoreError, type Store, type Universe } from '../store/types.js';
+import { mountAdmin } from './admin.js';
+import { DEFAULT_SESSION_TTL_SECONDS } from './auth.js';
+import {
+  HttpError,
+  Router,
+  sendError,
+  sendJson,
+  type AuthSession,
+  type HandlerResult,
+  type PostEndpoint,
+  type RequestContext,
+  type RouteMatch,
+} from './router.js';
+import { mountSubmissions, SubmissionLimiter, type SubmissionLimits } from './submit.js';
+
+export interface ServerLimits extends SubmissionLimits {
+  /** Largest body of a non-submission request (default 16 MiB). */
+  maxApiBodyBytes: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxSubmissionBytes: 64 * 1024 * 1024,
+  maxApiBodyBytes: 16 * 1024 * 1024,
+  maxInFlightSubmissions: 2048,
+  submissionsPerMinutePerProject: 0,
+};
+
+export interface CoronerServerOptions {
+  store: Store;
+  /** The universe served (created by bootstrap). */
+  universe: string;
+  host?: string;
+  port?: number;
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  limits?: Partial<ServerLimits>;
+  sessionTtlSeconds?: number;
+  /** Where errors that are not the client's go (default: stderr). */
+  log?: (line: string) => void;
+  /** Mount the query API from ts/server/api/index.ts when it exists (default true). */
+  mountQueryApi?: boolean;
+}
+
+export interface CoronerServer {
+  readonly router: Router;
+  readonly store: Store;
+  readonly universe: Universe;
+  readonly limits: ServerLimits;
+  /** Starts listening; resolves with the bound port (useful with port 0). */
+  listen(): Promise<number>;
+  /** The base URL clients use, e.g. `http://127.0.0.1:6097`. */
+  url(): string;
+  readonly endpoints: { post: PostEndpoint[] };
+  close(): Promise<void>;
+}
+
+export async function createCoronerServer(options: CoronerServerOptions): Promise<CoronerServer> {
+  const { store } = options;
+  const universe = await store.getUniverse(options.universe);
+  if (!universe) throw new StoreError(`There is no universe named "${options.universe}" in this data folder.`);
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const sessionTtlSeconds = options.sessionTtlSeconds ?? DEFAULT_SESSION_TTL_SECONDS;
+  const log = options.log ?? ((line: string) => process.stderr.write(`coroner: ${line}\n`));
+  const router = new Router();
+  const protocol: 'http' | 'https' = options.tls ? 'https' : 'http';
+  const endpoints = { post: [] as PostEndpoint[] };
+
+  mountSubmissions(router, new SubmissionLimiter(limits), limits);
+  mountAdmin(router);
+  if (options.mountQueryApi !== false) await mountQueryApi(router, log);
+
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    handle(req, res).catch((err: unknown) => {
+      log(`request ${req.method} ${req.url}: ${(err as Error).stack ?? String(err)}`);
+      if (!res.headersSent) sendError(res, new HttpError(500, 'Internal server error.'));
+      else res.destroy();
+    });
+  };
+  const server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, listener) : http.createServer(listener);
+  // Slow clients must not hold sockets forever; submissions of a few MB still fit.
+  server.requestTimeout = 5 * 60 * 1000;
+  server.headersTimeout = 60 * 1000;
+  server.keepAliveTimeout = 65 * 1000;
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://coroner.invalid');
+    } catch {
+      return sendError(res, new HttpError(400, 'The request URL is malformed.'));
+    }
+    const method = req.method ?? 'GET';
+    const match = router.match(method, url.pathname);
+    if (match === undefined) return drainThen(req, () => sendError(res, new HttpError(404, `There is no endpoint ${url.pathname}.`)));
+    if (match === 'method') return drainThen(req, () => sendError(res, new HttpError(405, `${method} is not allowed on ${url.pathname}.`)));
+
+    let body: Buffer;
+    try {
+      body = match.route.options.streamBody ? Buffer.alloc(0) : await readBody(req, match.route.options.maxBodyBytes ?? limits.maxApiBodyBytes);
+    } catch (err) {
+      if (err instanceof HttpError) {
+        // The rest of an oversized body is not read: close the connection after answering.
+        res.setHeader('Connection', 'close');
+        sendError(res, err);
+        req.resume();
+        return;
+      }
+      throw err;
+    }
+    const ctx = makeContext(req, url, match, body);
+    let result: HandlerResult;
+    try {
+      result = await match.route.handler(ctx);
+    } catch (err) {
+      if (err instanceof HttpError) return sendError(res, err);
+      if (err instanceof StoreError) return sendError(res, new HttpError(400, err.message));
+      throw err;
+    }
+    send(res, result, method === 'HEAD');
+  }
+
+  function makeContext(req: http.IncomingMessage, url: URL, match: RouteMatch, body: Buffer): RequestContext {
+    let cachedSession: Promise<AuthSession | undefined> | undefined;
+    const ctx: RequestContext = {
+      method: req.method ?? 'GET',
+      url,
+      query: url.searchParams,
+      params: match.params,
+      headers: req.headers,
+      body,
+      remoteAddress: req.socket.remoteAddress ?? '',
+      store,
+      universe: universe!,
+      endpoints,
+      sessionTtlSeconds,
+      request: req,
+      json(): unknown {
+        if (body.length === 0) return {};
+        try {
+          return JSON.parse(body.toString('utf8'));
+        } catch (err) {
+          throw new HttpError(400, `The request body is not valid JSON: ${(err as Error).message}.`);
+        }
+      },
+      form(): URLSearchParams {
+        return new URLSearchParams(body.toString('utf8'));
+      },
+      sessionFromRequest(): Promise<AuthSession | undefined> {
+        cachedSession ??= resolveSession(store, sessionTokenOf(req, url));
+        return cachedSession;
+      },
+      async requireSession(): Promise<AuthSession> {
+        const auth = await ctx.sessionFromRequest();
+        if (!auth) throw new HttpError(401, 'invalid token');
+        return auth;
+      },
+      async requireSuperuser(): Promise<AuthSession> {
+        const auth = await ctx.requireSession();
+        if (!auth.user.superuser) throw new HttpError(403, 'This needs a superuser.');
+        return auth;
+      },
+      async requireProject(auth: AuthSession, name?: string) {
+        const u = url.searchParams.get('universe');
+        if (u !== null && u !== '' && u !== auth.universe.name) throw new HttpError(403, `You are not a member of universe "${u}".`);
+        const projectName = name ?? url.searchParams.get('project');
+        if (!projectName) throw new HttpError(400, 'The request names no project (project=...).');
+        const project = await store.getProject(auth.universe.id, projectName);
+        if (!project) throw new HttpError(404, `There is no project "${projectName}" in universe "${auth.universe.name}".`);
+        return project;
+      },
+      async submissionToken(id: string) {
+        if (!/^[0-9a-fA-F]{16,128}$/.test(id)) return undefined;
+        const token = await store.getToken(id.toLowerCase());
+        return token && token.revokedAt === undefined ? token : undefined;
+      },
+    };
+    return ctx;
+  }
+
+  let port = options.port ?? 6097;
+  const host = options.host ?? '127.0.0.1';
+  const api: CoronerServer = {
+    router,
+    store,
+    universe,
+    limits,
+    endpoints,
+    listen() {
+      return new Promise<number>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          port = (server.address() as AddressInfo).port;
+          endpoints.post.splice(0, endpoints.post.length, { protocol, port });
+          resolve(port);
+        });
+      });
+    },
+    url() {
+      const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+      return `${protocol}://${h}:${port}`;
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+    },
+  };
+  return api;
+}
+
+function sessionTokenOf(req: http.IncomingMessage, url: URL): string | undefined {
+  const header = req.headers['x-coroner-token'];
+  const fromHeader = Array.isArray(header) ? header[0] : header;
+  return url.searchParams.get('token') ?? fromHeader ?? undefined;
+}
+
+async function resolveSession(store: Store, token: string | undefined): Promise<AuthSession | undefined> {
+  if (!token || token.length > 256) return undefined;
+  const session = await store.getSession(token);
+  if (!session) return undefined;
+  const user = await store.getUserById(session.uid);
+  const universe = await store.getUniverseById(session.universeId);
+  if (!user || !universe || user.universeId !== universe.id) return undefined;
+  return { session, user, universe };
+}
+
+/** Reads the body whole, undoing Content-Encoding; 413 past `limit` bytes (before or after decoding). */
+async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `The body is larger than the limit of ${limit} bytes.`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new HttpError(413, `The body is larger than the limit of ${limit} bytes.`);
+    chunks.push(chunk);
+  }
+  const raw = Buffer.concat(chunks, size);
+  const encoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  return decode(raw, encoding, limit);
+}
+
+async function decode(raw: Buffer, encoding: string, limit: number): Promise<Buffer> {
+  if (encoding === 'identity' || encoding === '') return raw;
+  const run = (fn: (buf: Buffer, opts: zlib.ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void): Promise<Buffer> =>
+    new Promise((resolve, reject) => fn(raw, { maxOutputLength: limit }, (err, out) => (err ? reject(err) : resolve(out))));
+  try {
+    if (encoding === 'gzip' || encoding === 'x-gzip') return await run(zlib.gunzip);
+    if (encoding === 'deflate') {
+      // HTTP's deflate is zlib-wrapped, but some clients send it raw.
+      try {
+        return await run(zlib.inflate);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw err;
+        return await run(zlib.inflateRaw);
+      }
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new HttpError(413, `The body is larger than the limit of ${limit} bytes once decompressed.`);
+    }
+    throw new HttpError(400, `The body is not valid ${encoding} data: ${(err as Error).message}.`);
+  }
+  throw new HttpError(400, `Content-Encoding "${encoding}" is not supported (use gzip or deflate).`);
+}
+
+function drainThen(req: http.IncomingMessage, fn: () => void): void {
+  req.resume();
+  fn();
+}
+
+function send(res: http.ServerResponse, result: HandlerResult, head: boolean): void {
+  const r = result as { kind?: unknown };
+  if (r.kind === 'raw') {
+    const raw = result as { status: number; headers: Record<string, string>; body: Uint8Array | string };
+    const body = typeof raw.body === 'string' ? Buffer.from(raw.body) : raw.body;
+    res.writeHead(raw.status, { ...raw.headers, 'Content-Length': String(body.length) });
+    res.end(head ? undefined : body);
+    return;
+  }
+  if (r.kind === 'json') {
+    const j = result as { status: number; value: unknown; headers: Record<string, string> };
+    return sendJson(res, j.status, j.value, j.headers);
+  }
+  sendJson(res, 200, result);
+}
+
+/** Mounts ts/server/api/index.ts's `mountApi(router)` when that module has been written. */
+async function mountQueryApi(router: Router, log: (line: string) => void): Promise<void> {
+  const url = new URL('./api/index.js', import.meta.url);
+  if (!fs.existsSync(url)) return;
+  const mod = (await import(url.href)) as { mountApi?: (router: Router) => void | Promise<void> };
+  if (typeof mod.mountApi !== 'function') {
+    log('ts/server/api/index.ts exports no mountApi(router); the query API is not mounted.');
+    return;
+  }
+  await mod.mountApi(router);
+}
