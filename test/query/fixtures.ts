@@ -4,7 +4,10 @@
  * the tests read responses exactly the way the real client does, quirks included).
  */
 
-import type { AttributeValue, CrashObject } from '../../ts/store/types.js';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import type { AttributeValue, CrashObject, NewCrash } from '../../ts/store/types.js';
 
 export function crash(id: number, fields: Partial<Omit<CrashObject, 'attributes'>> & { attributes?: Record<string, AttributeValue> }): CrashObject {
   return {
@@ -90,3 +93,49 @@ export function morgueUnpack(json: any): Record<string, any> {
   }
   return result;
 }
+
+/**
+ * The reference captures (backtrace-compat.md's neighbours): $CORESNAP_REFERENCE_DIR, or
+ * ../shared/reference beside the repository (this file runs from dist/test/query/).
+ */
+export const CAPTURES = path.join(
+  process.env.CORESNAP_REFERENCE_DIR ?? path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../../shared/reference'),
+  'backtrace-captures',
+);
+
+export interface CapturedRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export function capturedRequests(): CapturedRequest[] {
+  const file = path.join(CAPTURES, 'morgue-1.24.11-requests.jsonl');
+  if (!fs.existsSync(file)) throw new Error(`The morgue captures are missing: ${file} (backtrace-compat.md lists them).`);
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as CapturedRequest);
+}
+
+/** The real @backtrace/node report's attributes, varied per crash. */
+export function sdkCrash(projectId: number, i: number, now: number): NewCrash {
+  const report = JSON.parse(fs.readFileSync(path.join(CAPTURES, 'backtrace-node-0.8.3-report.json'), 'utf8')) as { attributes: Record<string, string | number> };
+  const fingerprints = ['1'.repeat(64), '2'.repeat(64), '3'.repeat(64)];
+  const classifiers = [['SIGSEGV'], ['SIGABRT', 'abort'], ['Error']];
+  const k = i % 3;
+  return {
+    projectId,
+    uuid: `5d7c3a1e-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+    // Spread over the last week, inside morgue's implicit one-month window.
+    timestamp: now - 7 * 86400 + i * 3600,
+    fingerprint: fingerprints[k]!,
+    callstack: k === 1 ? ['abort', 'check_input', 'main'] : ['inner', 'outer', 'main'],
+    classifiers: classifiers[k]!,
+    attributes: { ...report.attributes, hostname: `host${i % 4}`, 'process.age': i * 10, application: i % 5 === 4 ? 'other' : 'demo' },
+    format: 'json',
+    processed: true,
+    body: Buffer.from(JSON.stringify({ uuid: i })),
+    contentType: 'application/json',
+    attachments: [],
+  };
+}
+

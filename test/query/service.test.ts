@@ -13,46 +13,8 @@ import test from 'ava';
 import { QueryError } from '../../ts/query/errors.js';
 import { QueryService } from '../../ts/query/service.js';
 import { SqliteStore } from '../../ts/store/sqlite.js';
-import type { NewCrash, Project } from '../../ts/store/types.js';
-import { morgueUnpack, morgueUnpackObject } from './fixtures.js';
-
-const CAPTURES = '/work/shared/reference/backtrace-captures';
-
-export interface CapturedRequest {
-  method: string;
-  path: string;
-  headers: Record<string, string>;
-  body: string;
-}
-
-export function capturedRequests(): CapturedRequest[] {
-  const file = path.join(CAPTURES, 'morgue-1.24.11-requests.jsonl');
-  if (!fs.existsSync(file)) throw new Error(`The morgue captures are missing: ${file} (backtrace-compat.md lists them).`);
-  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as CapturedRequest);
-}
-
-/** The real @backtrace/node report's attributes, varied per crash. */
-export function sdkCrash(projectId: number, i: number, now: number): NewCrash {
-  const report = JSON.parse(fs.readFileSync(path.join(CAPTURES, 'backtrace-node-0.8.3-report.json'), 'utf8')) as { attributes: Record<string, string | number> };
-  const fingerprints = ['1'.repeat(64), '2'.repeat(64), '3'.repeat(64)];
-  const classifiers = [['SIGSEGV'], ['SIGABRT', 'abort'], ['Error']];
-  const k = i % 3;
-  return {
-    projectId,
-    uuid: `5d7c3a1e-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
-    // Spread over the last week, inside morgue's implicit one-month window.
-    timestamp: now - 7 * 86400 + i * 3600,
-    fingerprint: fingerprints[k]!,
-    callstack: k === 1 ? ['abort', 'check_input', 'main'] : ['inner', 'outer', 'main'],
-    classifiers: classifiers[k]!,
-    attributes: { ...report.attributes, hostname: `host${i % 4}`, 'process.age': i * 10, application: i % 5 === 4 ? 'other' : 'demo' },
-    format: 'json',
-    processed: true,
-    body: Buffer.from(JSON.stringify({ uuid: i })),
-    contentType: 'application/json',
-    attachments: [],
-  };
-}
+import type { Project } from '../../ts/store/types.js';
+import { capturedRequests, morgueUnpack, morgueUnpackObject, sdkCrash } from './fixtures.js';
 
 async function setup(t: { teardown: (fn: () => unknown) => void }, n = 30): Promise<{ store: SqliteStore; service: QueryService; project: Project; now: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coroner-query-'));
