@@ -232,6 +232,8 @@ async function decodeBody(ctx: RequestContext): Promise<Decoded> {
     bb.on('file', (field, stream, info) => {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
+      // A part cut short errors on its own stream as well as on busboy.
+      stream.on('error', (err: Error) => fail(`The multipart body is malformed: ${err.message}.`));
       stream.on('end', () => parts.push({ field, filename: info.filename, contentType: info.mimeType, data: Buffer.concat(chunks) }));
     });
     bb.on('field', (name, value, info) => {
