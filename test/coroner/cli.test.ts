@@ -9,7 +9,7 @@ import path from 'node:path';
 import test from 'ava';
 import ini from 'ini';
 import { openSqliteStore } from '../../ts/store/sqlite.js';
-import { ADMIN_PASSWORD, corpusSnapshot, http, report, runBin, spawnServe, tempDir } from './helpers.js';
+import { ADMIN_PASSWORD, corpusSnapshot, execFileP, http, report, runBin, spawnServe, tempDir } from './helpers.js';
 
 async function countIn(dataDir: string, project = 'blackhole'): Promise<number> {
   const store = await openSqliteStore({ dataDir, workers: false });
@@ -205,5 +205,32 @@ test('project, token and user commands act on the store directly, with --json', 
     t.is((await http(`${again.url}/api/admin/projects/api-made?token=${token}`, { method: 'DELETE' })).status, 404);
   } finally {
     await again.stop();
+  }
+});
+
+test('serve --tls-cert/--tls-key serves HTTPS on the one port; put trusts a self-signed server when coroner.cf says so', async (t) => {
+  const data = tempDir();
+  const key = path.join(data, 'key.pem');
+  const cert = path.join(data, 'cert.pem');
+  const ssl = await execFileP('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1']);
+  t.is(ssl.code, 0, ssl.stderr);
+  const server = await spawnServe(data, ['--tls-cert', cert, '--tls-key', key]);
+  try {
+    t.regex(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    const cfPath = path.join(data, 'coroner.cf');
+    const snaps = tempDir('coroner-tls-');
+    const snap = await corpusSnapshot('c-segv-O0', snaps);
+    // Without being told, a self-signed certificate is refused (at once: retrying cannot help) ...
+    const refused = await runBin('coroner', ['-c', cfPath, 'put', 'blackhole', 'blackhole', snap]);
+    t.is(refused.code, 1);
+    t.regex(refused.stderr, /certificate.*ssl_verifypeer/i);
+    // ... and with curl.ssl_verifypeer = false (the vendor's key) it is used.
+    const text = fs.readFileSync(cfPath, 'utf8').replace('[universe]\n', '[universe]\ncurl.ssl_verifypeer = false\n');
+    fs.writeFileSync(cfPath, text);
+    const put = await runBin('coroner', ['-c', cfPath, 'put', 'blackhole', 'blackhole', snap]);
+    t.is(put.code, 0, put.stderr);
+    t.is(await countIn(data), 1);
+  } finally {
+    await server.stop();
   }
 });

@@ -120,6 +120,11 @@ export async function putFile(
       if (Number.isFinite(ra) && ra > 0) retryAfterMs = Math.min(ra * 1000, 10_000);
     } catch (err) {
       lastError = (err as Error).message;
+      // A certificate the client refuses will be refused again: no point retrying.
+      const code = String((err as NodeJS.ErrnoException).code ?? (err as { cause?: NodeJS.ErrnoException }).cause?.code ?? '');
+      if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
+        return { file, ok: false, error: `${lastError} (set curl.ssl_verifypeer = false in [universe] to accept a self-signed server)` };
+      }
     }
     if (attempt < attempts) await sleep(retryAfterMs);
   }

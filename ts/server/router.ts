@@ -14,6 +14,8 @@
  * // and in ts/server/api/index.ts, which the server (server.ts) imports and calls at start-up
  * // when the file exists:
  * export function mountApi(router: Router): void | Promise<void> { router.route('POST', '/api/query', query); }
+ * // optional: called once when the server closes (drop caches, workers)
+ * export function closeQueryService(store: Store): void { ... }
  * ```
  *
  * What the router does for every request before the handler runs:

@@ -82,7 +82,7 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
 
   mountSubmissions(router, new SubmissionLimiter(limits), limits);
   mountAdmin(router);
-  if (options.mountQueryApi !== false) await mountQueryApi(router, log);
+  const queryApi = options.mountQueryApi !== false ? await mountQueryApi(router, log) : undefined;
 
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
@@ -215,11 +215,12 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
       const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
       return `${protocol}://${h}:${port}`;
     },
-    close() {
-      return new Promise<void>((resolve) => {
+    async close() {
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      queryApi?.closeQueryService?.(store);
     },
   };
   return api;
@@ -302,14 +303,23 @@ function send(res: http.ServerResponse, result: HandlerResult, head: boolean): v
   sendJson(res, 200, result);
 }
 
-/** Mounts ts/server/api/index.ts's `mountApi(router)` when that module has been written. */
-async function mountQueryApi(router: Router, log: (line: string) => void): Promise<void> {
+interface QueryApiModule {
+  mountApi?: (router: Router) => void | Promise<void>;
+  closeQueryService?: (store: Store) => void;
+}
+
+/**
+ * Mounts ts/server/api/index.ts's `mountApi(router)` when that module has been written; its
+ * `closeQueryService(store)`, if exported, runs when the server closes.
+ */
+async function mountQueryApi(router: Router, log: (line: string) => void): Promise<QueryApiModule | undefined> {
   const url = new URL('./api/index.js', import.meta.url);
-  if (!fs.existsSync(url)) return;
-  const mod = (await import(url.href)) as { mountApi?: (router: Router) => void | Promise<void> };
+  if (!fs.existsSync(url)) return undefined;
+  const mod = (await import(url.href)) as QueryApiModule;
   if (typeof mod.mountApi !== 'function') {
     log('ts/server/api/index.ts exports no mountApi(router); the query API is not mounted.');
-    return;
+    return undefined;
   }
   await mod.mountApi(router);
+  return mod;
 }
