@@ -6,7 +6,8 @@ use std::io::Write;
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixDatagram;
 
-pub const TAG: &str = "coresnap-handler";
+/// The vendor logs every step as `coresnap[pid]`; the daemon uses the same tag.
+pub const TAG: &str = "coresnap";
 pub const LOG_FILE: &str = "coresnap.log";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
