@@ -42,7 +42,7 @@ pub(crate) fn open_core(path: &Path, options: &CoreOptions) -> Result<ProcessIma
     // SAFETY: read-only mapping; a core rewritten while we read it gives wrong bytes, as with
     // every other core reader.
     let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-    build(CoreBytes::Mapped(map), options, path.parent())
+    build(CoreBytes::mapped(map, file), options, path.parent())
 }
 
 pub(crate) fn from_core_bytes(

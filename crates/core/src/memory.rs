@@ -10,16 +10,140 @@ use memmap2::Mmap;
 
 /// The bytes of a core file.
 pub(crate) enum CoreBytes {
-    Mapped(Mmap),
+    /// The core mapped for its headers and notes, and open for reading the process's memory
+    /// through a few pages of cache (see [`PageCache`]).
+    Mapped(Mmap, PageCache),
     Owned(Vec<u8>),
 }
 
 impl CoreBytes {
+    /// A core file mapped from `file`.
+    pub(crate) fn mapped(map: Mmap, file: File) -> CoreBytes {
+        CoreBytes::Mapped(map, PageCache::new(file))
+    }
+
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
-            CoreBytes::Mapped(map) => map,
+            CoreBytes::Mapped(map, _) => map,
             CoreBytes::Owned(bytes) => bytes,
         }
+    }
+
+    /// Copies the core's bytes at `offset` into `out`; false if any is missing.
+    fn copy_at(&self, offset: usize, out: &mut [u8]) -> bool {
+        match self {
+            CoreBytes::Mapped(_, pages) => pages.read_exact_at(offset as u64, out),
+            CoreBytes::Owned(bytes) => match offset
+                .checked_add(out.len())
+                .and_then(|end| bytes.get(offset..end))
+            {
+                Some(source) => {
+                    out.copy_from_slice(source);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+}
+
+/// How many bytes one cached page of the core holds.
+const PAGE: usize = 4096;
+/// How many pages are kept: the stacks being walked and the code around their return
+/// addresses fit many times over.
+const PAGES: usize = 64;
+
+/// Pages of the core file read with `pread`, for the process's memory.
+///
+/// Reading memory straight from the map would do as well, but every first touch of a mapped
+/// file page makes the kernel map its neighbours too (fault-around, 64 KiB), and all of it
+/// counts as this process's memory: 200 thread stacks cost 13 MB that way. Reads here copy
+/// only what is asked from a handful of pages.
+pub(crate) struct PageCache {
+    file: File,
+    slots: std::sync::Mutex<Slots>,
+}
+
+struct Slots {
+    /// `(page number in the file, bytes of it that exist)`; the same index in `bytes`.
+    pages: Vec<(u64, usize)>,
+    bytes: Vec<Box<[u8; PAGE]>>,
+    /// The slot the next miss replaces, round robin.
+    next: usize,
+}
+
+impl PageCache {
+    fn new(file: File) -> PageCache {
+        PageCache {
+            file,
+            slots: std::sync::Mutex::new(Slots {
+                pages: Vec::new(),
+                bytes: Vec::new(),
+                next: 0,
+            }),
+        }
+    }
+
+    fn read_exact_at(&self, offset: u64, out: &mut [u8]) -> bool {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut done = 0usize;
+        while done < out.len() {
+            let Some(at) = offset.checked_add(done as u64) else {
+                return false;
+            };
+            let page = at / PAGE as u64;
+            let within = (at % PAGE as u64) as usize;
+            let Some(slot) = slots.find_or_load(&self.file, page) else {
+                return false;
+            };
+            let (Some(&(_, valid)), Some(bytes)) = (slots.pages.get(slot), slots.bytes.get(slot))
+            else {
+                return false;
+            };
+            if within >= valid {
+                return false;
+            }
+            let n = (out.len() - done).min(valid - within);
+            out[done..done + n].copy_from_slice(&bytes[within..within + n]);
+            done += n;
+        }
+        true
+    }
+}
+
+impl Slots {
+    fn find_or_load(&mut self, file: &File, page: u64) -> Option<usize> {
+        if let Some(slot) = self.pages.iter().position(|&(p, _)| p == page) {
+            return Some(slot);
+        }
+        let slot = if self.pages.len() < PAGES {
+            self.pages.push((u64::MAX, 0));
+            self.bytes.push(Box::new([0u8; PAGE]));
+            self.pages.len() - 1
+        } else {
+            let slot = self.next % PAGES;
+            self.next = slot + 1;
+            slot
+        };
+        let start = page.checked_mul(PAGE as u64)?;
+        let buffer = self.bytes.get_mut(slot)?;
+        let mut valid = 0usize;
+        while valid < PAGE {
+            let Some(at) = start.checked_add(valid as u64) else {
+                break;
+            };
+            match file.read_at(&mut buffer[valid..], at) {
+                Ok(0) => break,
+                Ok(n) => valid += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        *self.pages.get_mut(slot)? = (page, valid);
+        Some(slot)
     }
 }
 
@@ -153,14 +277,13 @@ pub(crate) fn read(
             mem.read_exact_at(buf, avma).is_ok()
         }
         MemorySource::Core { bytes, segments } => {
-            let data = bytes.as_slice();
             let mut done = 0usize;
             while done < buf.len() {
                 let Some(address) = avma.checked_add(done as u64) else {
                     return false;
                 };
                 let rest = &mut buf[done..];
-                let n = read_core_piece(data, segments, files, address, rest, use_files);
+                let n = read_core_piece(bytes, segments, files, address, rest, use_files);
                 if n == 0 {
                     return false;
                 }
@@ -172,7 +295,7 @@ pub(crate) fn read(
 }
 
 fn read_core_piece(
-    data: &[u8],
+    data: &CoreBytes,
     segments: &[Segment],
     files: &FileBacking,
     address: u64,
@@ -192,11 +315,11 @@ fn read_core_piece(
                 else {
                     return 0;
                 };
-                let Some(source) = from.checked_add(n).and_then(|to| data.get(from..to)) else {
-                    return 0;
+                return if data.copy_at(from, &mut out[..n]) {
+                    n
+                } else {
+                    0
                 };
-                out[..n].copy_from_slice(source);
-                return n;
             }
             if !use_files {
                 return 0;
@@ -244,4 +367,46 @@ pub(crate) fn read_c_string(
         address = address.checked_add(chunk_len as u64)?;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn the_page_cache_reads_what_the_file_holds() {
+        let path = std::env::temp_dir().join(format!("coresnap-pages-{}", std::process::id()));
+        // Not a whole number of pages, so the last one is short.
+        let contents: Vec<u8> = (0..(PAGE * (PAGES + 7) + 123))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        File::create(&path)
+            .and_then(|mut f| f.write_all(&contents))
+            .expect("write the scratch file");
+        let pages = PageCache::new(File::open(&path).expect("open the scratch file"));
+        let _ = std::fs::remove_file(&path);
+
+        // Across page boundaries, then enough pages to evict the first ones, then back.
+        for &(offset, len) in &[
+            (0usize, 16usize),
+            (PAGE - 3, 8),
+            (5 * PAGE - 100, 3 * PAGE),
+            (0, PAGE * (PAGES + 7)),
+            (17, 40),
+            (contents.len() - 123, 123),
+        ] {
+            let mut out = vec![0u8; len];
+            assert!(
+                pages.read_exact_at(offset as u64, &mut out),
+                "{offset:#x}+{len}"
+            );
+            assert_eq!(out, contents[offset..offset + len], "{offset:#x}+{len}");
+        }
+        // Past the end, or running over it: refused, not padded.
+        let mut out = [0u8; 8];
+        assert!(!pages.read_exact_at(contents.len() as u64 - 4, &mut out));
+        assert!(!pages.read_exact_at(contents.len() as u64 + PAGE as u64, &mut out));
+        assert!(!pages.read_exact_at(u64::MAX - 2, &mut out));
+    }
 }
