@@ -33,7 +33,12 @@ export async function deleteObjects(projectArg: string, objectArgs: string[], op
     const what = query ? 'the objects the filter selects' : `${objects.length} object${objects.length === 1 ? '' : 's'}`;
     const answer = await withSpinner(`Deleting ${what}`, client.postJson('/api/delete', [['universe', ref.universe]], body));
     if (opts.json) write(`${JSON.stringify(answer, null, 2)}\n`);
-    else write(`Deleted ${what} from ${ref.universe}/${ref.project}.\n`);
+    else {
+      const response = answer.response;
+      const count = typeof answer.objects === 'number' ? answer.objects : typeof (response as { objects?: unknown } | undefined)?.objects === 'number' ? (response as { objects: number }).objects : undefined;
+      const done = count !== undefined ? `${count} object${count === 1 ? '' : 's'}` : what;
+      write(`Deleted ${done} from ${ref.universe}/${ref.project}.\n`);
+    }
   });
 }
 

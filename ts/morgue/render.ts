@@ -306,12 +306,11 @@ function renderSelectGroup(group: SelectGroup, columns: Column[], options: ListR
   if (group.rows.length === 0) return '';
   let out = `${p.bold(group.key)}\n`;
   for (const row of group.rows) {
-    out += p.good(p.bold(`#${row.id.padEnd(7)} `));
     const ts = toNumber(row.values.timestamp);
     if (row.values.timestamp !== undefined && Number.isFinite(ts)) {
-      out += `${String(new Date(ts * 1000))}     ${p.bold(ago(ts * 1000, now))}\n`;
+      out += `${p.good(p.bold(`#${row.id.padEnd(7)} `))}${String(new Date(ts * 1000))}     ${p.bold(ago(ts * 1000, now))}\n`;
     } else {
-      out += '\n';
+      out += `${p.good(p.bold(`#${row.id}`))}\n`;
     }
     for (const column of columns) {
       if (column.name === 'timestamp') continue;

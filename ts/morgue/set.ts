@@ -49,7 +49,8 @@ export async function set(projectArg: string, assignments: string[], opts: Recor
       write(`result: ${JSON.stringify(response)}\n`);
       return;
     }
-    write('Success.\n');
+    const objects = response?.objects;
+    write(typeof objects === 'number' ? `Success: ${objects} object${objects === 1 ? '' : 's'} updated.\n` : 'Success.\n');
   });
 }
 
