@@ -38,6 +38,23 @@ export { StoreError };
 
 export type Db = Database.Database;
 
+const statements = new WeakMap<Db, Map<string, Database.Statement>>();
+
+/** A prepared statement, compiled once per connection (preparing costs more than a small insert). */
+function stmt(db: Db, sql: string): Database.Statement {
+  let cache = statements.get(db);
+  if (!cache) {
+    cache = new Map();
+    statements.set(db, cache);
+  }
+  let s = cache.get(sql);
+  if (!s) {
+    s = db.prepare(sql);
+    cache.set(sql, s);
+  }
+  return s;
+}
+
 export function openDatabase(dataDir: string, options: { migrate?: boolean } = {}): Db {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = new Database(path.join(dataDir, 'coroner.db'));
@@ -148,9 +165,9 @@ function migrate(db: Db): void {
     CREATE INDEX IF NOT EXISTS attachments_by_object ON attachments(project_id, object_id);
     CREATE INDEX IF NOT EXISTS tokens_by_project ON tokens(project_id);
   `);
-  const row = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
+  const row = stmt(db, `SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
   if (!row) {
-    db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
+    stmt(db, `INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
   } else if (Number(row.value) > SCHEMA_VERSION) {
     throw new StoreError(
       `The data folder was written by a newer coroner (schema ${row.value}; this one knows ${SCHEMA_VERSION}).`,
@@ -221,18 +238,18 @@ function isUniqueViolation(err: unknown): boolean {
 // ---- universes, projects, users, tokens, sessions
 
 export function getUniverse(db: Db, name: string): Universe | undefined {
-  return db.prepare(`SELECT id, name FROM universes WHERE name = ?`).get(name) as Universe | undefined;
+  return stmt(db, `SELECT id, name FROM universes WHERE name = ?`).get(name) as Universe | undefined;
 }
 export function getUniverseById(db: Db, id: number): Universe | undefined {
-  return db.prepare(`SELECT id, name FROM universes WHERE id = ?`).get(id) as Universe | undefined;
+  return stmt(db, `SELECT id, name FROM universes WHERE id = ?`).get(id) as Universe | undefined;
 }
 export function listUniverses(db: Db): Universe[] {
-  return db.prepare(`SELECT id, name FROM universes ORDER BY id`).all() as Universe[];
+  return stmt(db, `SELECT id, name FROM universes ORDER BY id`).all() as Universe[];
 }
 export function createUniverse(db: Db, name: string): Universe {
   validateName('universe', name);
   try {
-    const info = db.prepare(`INSERT INTO universes (name) VALUES (?)`).run(name);
+    const info = stmt(db, `INSERT INTO universes (name) VALUES (?)`).run(name);
     return { id: Number(info.lastInsertRowid), name };
   } catch (err) {
     if (isUniqueViolation(err)) throw new StoreError(`A universe named "${name}" already exists.`);
@@ -241,14 +258,14 @@ export function createUniverse(db: Db, name: string): Universe {
 }
 
 export function listProjects(db: Db, universeId: number): Project[] {
-  return (db.prepare(`SELECT id, universe_id, name, created_at FROM projects WHERE universe_id = ? ORDER BY name`).all(universeId) as ProjectRow[]).map(toProject);
+  return (stmt(db, `SELECT id, universe_id, name, created_at FROM projects WHERE universe_id = ? ORDER BY name`).all(universeId) as ProjectRow[]).map(toProject);
 }
 export function getProject(db: Db, universeId: number, name: string): Project | undefined {
-  const r = db.prepare(`SELECT id, universe_id, name, created_at FROM projects WHERE universe_id = ? AND name = ?`).get(universeId, name) as ProjectRow | undefined;
+  const r = stmt(db, `SELECT id, universe_id, name, created_at FROM projects WHERE universe_id = ? AND name = ?`).get(universeId, name) as ProjectRow | undefined;
   return r && toProject(r);
 }
 export function getProjectById(db: Db, id: number): Project | undefined {
-  const r = db.prepare(`SELECT id, universe_id, name, created_at FROM projects WHERE id = ?`).get(id) as ProjectRow | undefined;
+  const r = stmt(db, `SELECT id, universe_id, name, created_at FROM projects WHERE id = ?`).get(id) as ProjectRow | undefined;
   return r && toProject(r);
 }
 export function createProject(db: Db, universeId: number, name: string): Project {
@@ -256,7 +273,7 @@ export function createProject(db: Db, universeId: number, name: string): Project
   if (!getUniverseById(db, universeId)) throw new StoreError(`There is no universe with id ${universeId}.`);
   const createdAt = now();
   try {
-    const info = db.prepare(`INSERT INTO projects (universe_id, name, created_at) VALUES (?, ?, ?)`).run(universeId, name, createdAt);
+    const info = stmt(db, `INSERT INTO projects (universe_id, name, created_at) VALUES (?, ?, ?)`).run(universeId, name, createdAt);
     return { id: Number(info.lastInsertRowid), universeId, name, createdAt };
   } catch (err) {
     if (isUniqueViolation(err)) throw new StoreError(`A project named "${name}" already exists.`);
@@ -266,15 +283,15 @@ export function createProject(db: Db, universeId: number, name: string): Project
 /** Deletes the project and everything in it; returns the blob files to unlink once committed. */
 export function deleteProject(db: Db, projectId: number): string[] {
   return db.transaction(() => {
-    const files = (db.prepare(
+    const files = (stmt(db, 
       `SELECT b.file FROM blobs b WHERE b.file IS NOT NULL AND (
          b.id IN (SELECT body_blob FROM objects WHERE project_id = ?) OR
          b.id IN (SELECT blob_id FROM attachments WHERE project_id = ?))`,
     ).all(projectId, projectId) as Array<{ file: string }>).map((r) => r.file);
-    db.prepare(`DELETE FROM blobs WHERE id IN (SELECT body_blob FROM objects WHERE project_id = ?) OR id IN (SELECT blob_id FROM attachments WHERE project_id = ?)`).run(projectId, projectId);
-    db.prepare(`DELETE FROM attachments WHERE project_id = ?`).run(projectId);
-    db.prepare(`DELETE FROM objects WHERE project_id = ?`).run(projectId);
-    const info = db.prepare(`DELETE FROM projects WHERE id = ?`).run(projectId);
+    stmt(db, `DELETE FROM blobs WHERE id IN (SELECT body_blob FROM objects WHERE project_id = ?) OR id IN (SELECT blob_id FROM attachments WHERE project_id = ?)`).run(projectId, projectId);
+    stmt(db, `DELETE FROM attachments WHERE project_id = ?`).run(projectId);
+    stmt(db, `DELETE FROM objects WHERE project_id = ?`).run(projectId);
+    const info = stmt(db, `DELETE FROM projects WHERE id = ?`).run(projectId);
     if (info.changes === 0) throw new StoreError(`There is no project with id ${projectId}.`);
     return files;
   })();
@@ -286,7 +303,7 @@ export function createUser(db: Db, universeId: number, username: string, email: 
   }
   const createdAt = now();
   try {
-    const info = db.prepare(
+    const info = stmt(db, 
       `INSERT INTO users (universe_id, username, email, password_hash, superuser, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
     ).run(universeId, username, email, passwordHash, superuser ? 1 : 0, createdAt);
     return { uid: Number(info.lastInsertRowid), universeId, username, email, superuser, createdAt };
@@ -296,24 +313,24 @@ export function createUser(db: Db, universeId: number, username: string, email: 
   }
 }
 export function getUser(db: Db, universeId: number, username: string): (User & { passwordHash: string }) | undefined {
-  const r = db.prepare(`SELECT * FROM users WHERE universe_id = ? AND username = ?`).get(universeId, username) as UserRow | undefined;
+  const r = stmt(db, `SELECT * FROM users WHERE universe_id = ? AND username = ?`).get(universeId, username) as UserRow | undefined;
   return r && { ...toUser(r), passwordHash: r.password_hash };
 }
 export function getUserById(db: Db, uid: number): User | undefined {
-  const r = db.prepare(`SELECT * FROM users WHERE uid = ?`).get(uid) as UserRow | undefined;
+  const r = stmt(db, `SELECT * FROM users WHERE uid = ?`).get(uid) as UserRow | undefined;
   return r && toUser(r);
 }
 export function listUsers(db: Db, universeId: number): User[] {
-  return (db.prepare(`SELECT * FROM users WHERE universe_id = ? ORDER BY username`).all(universeId) as UserRow[]).map(toUser);
+  return (stmt(db, `SELECT * FROM users WHERE universe_id = ? ORDER BY username`).all(universeId) as UserRow[]).map(toUser);
 }
 export function deleteUser(db: Db, uid: number): void {
-  const info = db.prepare(`DELETE FROM users WHERE uid = ?`).run(uid);
+  const info = stmt(db, `DELETE FROM users WHERE uid = ?`).run(uid);
   if (info.changes === 0) throw new StoreError(`There is no user with uid ${uid}.`);
 }
 export function setUserPassword(db: Db, uid: number, passwordHash: string): void {
-  const info = db.prepare(`UPDATE users SET password_hash = ? WHERE uid = ?`).run(passwordHash, uid);
+  const info = stmt(db, `UPDATE users SET password_hash = ? WHERE uid = ?`).run(passwordHash, uid);
   if (info.changes === 0) throw new StoreError(`There is no user with uid ${uid}.`);
-  db.prepare(`DELETE FROM sessions WHERE uid = ?`).run(uid);
+  stmt(db, `DELETE FROM sessions WHERE uid = ?`).run(uid);
 }
 
 export function createToken(db: Db, token: Omit<ApiToken, 'createdAt'>): ApiToken {
@@ -322,7 +339,7 @@ export function createToken(db: Db, token: Omit<ApiToken, 'createdAt'>): ApiToke
   if (!getProjectById(db, token.projectId)) throw new StoreError(`There is no project with id ${token.projectId}.`);
   const createdAt = now();
   try {
-    db.prepare(`INSERT INTO tokens (id, project_id, name, owner_uid, capabilities, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+    stmt(db, `INSERT INTO tokens (id, project_id, name, owner_uid, capabilities, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
       .run(token.id, token.projectId, token.name, token.ownerUid, JSON.stringify(token.capabilities), createdAt, token.revokedAt ?? null);
   } catch (err) {
     if (isUniqueViolation(err)) throw new StoreError('That token already exists.');
@@ -331,35 +348,35 @@ export function createToken(db: Db, token: Omit<ApiToken, 'createdAt'>): ApiToke
   return { ...token, createdAt };
 }
 export function getToken(db: Db, id: string): ApiToken | undefined {
-  const r = db.prepare(`SELECT * FROM tokens WHERE id = ?`).get(id) as TokenRow | undefined;
+  const r = stmt(db, `SELECT * FROM tokens WHERE id = ?`).get(id) as TokenRow | undefined;
   return r && toToken(r);
 }
 export function listTokens(db: Db, projectId: number): ApiToken[] {
-  return (db.prepare(`SELECT * FROM tokens WHERE project_id = ? ORDER BY created_at, id`).all(projectId) as TokenRow[]).map(toToken);
+  return (stmt(db, `SELECT * FROM tokens WHERE project_id = ? ORDER BY created_at, id`).all(projectId) as TokenRow[]).map(toToken);
 }
 export function revokeToken(db: Db, id: string): void {
-  const info = db.prepare(`UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`).run(now(), id);
+  const info = stmt(db, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`).run(now(), id);
   if (info.changes === 0) {
     if (!getToken(db, id)) throw new StoreError('There is no such token.');
   }
 }
 
 export function createSession(db: Db, session: Session): void {
-  db.prepare(`INSERT INTO sessions (token_hash, uid, universe_id, expires_at) VALUES (?, ?, ?, ?)`)
+  stmt(db, `INSERT INTO sessions (token_hash, uid, universe_id, expires_at) VALUES (?, ?, ?, ?)`)
     .run(hashSessionToken(session.token), session.uid, session.universeId, session.expiresAt);
 }
 export function getSession(db: Db, token: string): Session | undefined {
-  const r = db.prepare(`SELECT uid, universe_id, expires_at FROM sessions WHERE token_hash = ?`).get(hashSessionToken(token)) as
+  const r = stmt(db, `SELECT uid, universe_id, expires_at FROM sessions WHERE token_hash = ?`).get(hashSessionToken(token)) as
     | { uid: number; universe_id: number; expires_at: number }
     | undefined;
   if (!r || r.expires_at <= now()) return undefined;
   return { token, uid: r.uid, universeId: r.universe_id, expiresAt: r.expires_at };
 }
 export function deleteSession(db: Db, token: string): void {
-  db.prepare(`DELETE FROM sessions WHERE token_hash = ?`).run(hashSessionToken(token));
+  stmt(db, `DELETE FROM sessions WHERE token_hash = ?`).run(hashSessionToken(token));
 }
 export function deleteExpiredSessions(db: Db): number {
-  return db.prepare(`DELETE FROM sessions WHERE expires_at <= ?`).run(now()).changes;
+  return stmt(db, `DELETE FROM sessions WHERE expires_at <= ?`).run(now()).changes;
 }
 
 // ---- attributes, grouping rules, group states
@@ -367,7 +384,7 @@ export function deleteExpiredSessions(db: Db): number {
 const ATTRIBUTE_TYPES: readonly AttributeType[] = ['string', 'uint64', 'int64', 'double', 'boolean', 'dictionary', 'labels', 'callstack'];
 
 export function listAttributes(db: Db, projectId: number): AttributeDeclaration[] {
-  const rows = db.prepare(`SELECT name, type, format, description, custom FROM attributes WHERE project_id = ? ORDER BY name`).all(projectId) as Array<{
+  const rows = stmt(db, `SELECT name, type, format, description, custom FROM attributes WHERE project_id = ? ORDER BY name`).all(projectId) as Array<{
     name: string; type: AttributeType; format: string; description: string | null; custom: number;
   }>;
   return rows.map((r) => {
@@ -379,14 +396,14 @@ export function listAttributes(db: Db, projectId: number): AttributeDeclaration[
 export function declareAttribute(db: Db, projectId: number, d: AttributeDeclaration): void {
   if (!ATTRIBUTE_TYPES.includes(d.type)) throw new StoreError(`"${d.type}" is not an attribute type (${ATTRIBUTE_TYPES.join(', ')}).`);
   if (!d.name || d.name.length > 256) throw new StoreError('An attribute name must be 1 to 256 characters long.');
-  db.prepare(
+  stmt(db, 
     `INSERT INTO attributes (project_id, name, type, format, description, custom) VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT (project_id, name) DO UPDATE SET type = excluded.type, format = excluded.format, description = excluded.description, custom = excluded.custom`,
   ).run(projectId, d.name, d.type, d.format, d.description ?? null, d.custom ? 1 : 0);
 }
 
 export function getGroupingRules(db: Db, projectId: number): { version: number; rules: unknown } {
-  const r = db.prepare(`SELECT version, rules FROM grouping_rules WHERE project_id = ? ORDER BY version DESC LIMIT 1`).get(projectId) as
+  const r = stmt(db, `SELECT version, rules FROM grouping_rules WHERE project_id = ? ORDER BY version DESC LIMIT 1`).get(projectId) as
     | { version: number; rules: string }
     | undefined;
   // Version 0 = the built-in default rules (rules: null).
@@ -395,17 +412,17 @@ export function getGroupingRules(db: Db, projectId: number): { version: number; 
 export function setGroupingRules(db: Db, projectId: number, rules: unknown): { version: number } {
   return db.transaction(() => {
     const version = getGroupingRules(db, projectId).version + 1;
-    db.prepare(`INSERT INTO grouping_rules (project_id, version, rules, created_at) VALUES (?, ?, ?, ?)`).run(projectId, version, JSON.stringify(rules), now());
+    stmt(db, `INSERT INTO grouping_rules (project_id, version, rules, created_at) VALUES (?, ?, ?, ?)`).run(projectId, version, JSON.stringify(rules), now());
     return { version };
   })();
 }
 export function getGroupState(db: Db, projectId: number, fingerprint: string): GroupState {
-  const r = db.prepare(`SELECT state FROM group_states WHERE project_id = ? AND fingerprint = ?`).get(projectId, fingerprint) as { state: GroupState } | undefined;
+  const r = stmt(db, `SELECT state FROM group_states WHERE project_id = ? AND fingerprint = ?`).get(projectId, fingerprint) as { state: GroupState } | undefined;
   return r?.state ?? 'open';
 }
 export function setGroupState(db: Db, projectId: number, fingerprint: string, state: GroupState): void {
   if (!['open', 'resolved', 'ignored'].includes(state)) throw new StoreError(`"${state}" is not a group state (open, resolved, ignored).`);
-  db.prepare(`INSERT INTO group_states (project_id, fingerprint, state) VALUES (?, ?, ?) ON CONFLICT (project_id, fingerprint) DO UPDATE SET state = excluded.state`)
+  stmt(db, `INSERT INTO group_states (project_id, fingerprint, state) VALUES (?, ?, ?) ON CONFLICT (project_id, fingerprint) DO UPDATE SET state = excluded.state`)
     .run(projectId, fingerprint, state);
 }
 
@@ -445,8 +462,8 @@ export function prepareBlob(dataDir: string, data: Uint8Array): PreparedBlob {
 
 function insertBlob(db: Db, blob: PreparedBlob): number {
   const info = 'data' in blob
-    ? db.prepare(`INSERT INTO blobs (size, data, file) VALUES (?, ?, NULL)`).run(blob.size, Buffer.from(blob.data.buffer, blob.data.byteOffset, blob.data.byteLength))
-    : db.prepare(`INSERT INTO blobs (size, data, file) VALUES (?, NULL, ?)`).run(blob.size, blob.file);
+    ? stmt(db, `INSERT INTO blobs (size, data, file) VALUES (?, ?, NULL)`).run(blob.size, Buffer.from(blob.data.buffer, blob.data.byteOffset, blob.data.byteLength))
+    : stmt(db, `INSERT INTO blobs (size, data, file) VALUES (?, NULL, ?)`).run(blob.size, blob.file);
   return Number(info.lastInsertRowid);
 }
 
@@ -465,7 +482,7 @@ export function unlinkQuietly(dataDir: string, rel: string): void {
 }
 
 export function readBlob(db: Db, dataDir: string, blobId: number): Uint8Array | undefined {
-  const r = db.prepare(`SELECT size, data, file FROM blobs WHERE id = ?`).get(blobId) as { size: number; data: Buffer | null; file: string | null } | undefined;
+  const r = stmt(db, `SELECT size, data, file FROM blobs WHERE id = ?`).get(blobId) as { size: number; data: Buffer | null; file: string | null } | undefined;
   if (!r) return undefined;
   if (r.data) return r.data;
   if (r.file && /^blobs\/[0-9a-f]{2}\/[0-9a-f]{32}$/.test(r.file)) return fs.readFileSync(path.join(dataDir, r.file));
@@ -501,13 +518,13 @@ export type InsertOutcome =
  */
 export function insertCrashes(db: Db, batch: PreparedCrash[]): { outcomes: InsertOutcome[]; unusedBlobs: PreparedBlob[] } {
   const unusedBlobs: PreparedBlob[] = [];
-  const findByUuid = db.prepare(`SELECT * FROM objects WHERE project_id = ? AND uuid = ?`);
-  const nextId = db.prepare(`UPDATE projects SET next_object_id = next_object_id + 1 WHERE id = ? RETURNING next_object_id - 1 AS id`);
-  const insertObject = db.prepare(
+  const findByUuid = stmt(db, `SELECT * FROM objects WHERE project_id = ? AND uuid = ?`);
+  const nextId = stmt(db, `UPDATE projects SET next_object_id = next_object_id + 1 WHERE id = ? RETURNING next_object_id - 1 AS id`);
+  const insertObject = stmt(db, 
     `INSERT INTO objects (project_id, id, uuid, rxid, timestamp, received_at, fingerprint, callstack, classifiers, attributes, format, processed, body_blob, content_type)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
-  const insertAttachment = db.prepare(
+  const insertAttachment = stmt(db, 
     `INSERT INTO attachments (project_id, object_id, name, content_type, size, blob_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
   );
   const outcomes = db.transaction(() =>
@@ -547,18 +564,18 @@ export function insertCrashes(db: Db, batch: PreparedCrash[]): { outcomes: Inser
 }
 
 export function getObject(db: Db, projectId: number, id: number): CrashObject | undefined {
-  const r = db.prepare(`SELECT * FROM objects WHERE project_id = ? AND id = ?`).get(projectId, id) as ObjectRow | undefined;
+  const r = stmt(db, `SELECT * FROM objects WHERE project_id = ? AND id = ?`).get(projectId, id) as ObjectRow | undefined;
   return r && toCrashObject(r);
 }
 export function findObjectByRxid(db: Db, projectId: number, rxid: string): CrashObject | undefined {
-  const r = db.prepare(`SELECT * FROM objects WHERE project_id = ? AND rxid = ?`).get(projectId, rxid) as ObjectRow | undefined;
+  const r = stmt(db, `SELECT * FROM objects WHERE project_id = ? AND rxid = ?`).get(projectId, rxid) as ObjectRow | undefined;
   return r && toCrashObject(r);
 }
 export function countObjects(db: Db, projectId: number): number {
-  return (db.prepare(`SELECT count(*) AS n FROM objects WHERE project_id = ?`).get(projectId) as { n: number }).n;
+  return (stmt(db, `SELECT count(*) AS n FROM objects WHERE project_id = ?`).get(projectId) as { n: number }).n;
 }
 export function getReportBody(db: Db, dataDir: string, projectId: number, id: number): { body: Uint8Array; contentType: string } | undefined {
-  const r = db.prepare(`SELECT body_blob, content_type FROM objects WHERE project_id = ? AND id = ?`).get(projectId, id) as
+  const r = stmt(db, `SELECT body_blob, content_type FROM objects WHERE project_id = ? AND id = ?`).get(projectId, id) as
     | { body_blob: number; content_type: string }
     | undefined;
   if (!r) return undefined;
@@ -566,11 +583,11 @@ export function getReportBody(db: Db, dataDir: string, projectId: number, id: nu
   return body && { body, contentType: r.content_type };
 }
 export function listAttachments(db: Db, projectId: number, objectId: number): AttachmentInfo[] {
-  return (db.prepare(`SELECT id, object_id, name, size, content_type FROM attachments WHERE project_id = ? AND object_id = ? ORDER BY id`).all(projectId, objectId) as AttachmentRow[])
+  return (stmt(db, `SELECT id, object_id, name, size, content_type FROM attachments WHERE project_id = ? AND object_id = ? ORDER BY id`).all(projectId, objectId) as AttachmentRow[])
     .map((r) => toAttachment(r));
 }
 export function getAttachment(db: Db, dataDir: string, projectId: number, objectId: number, attachmentId: number): { info: AttachmentInfo; data: Uint8Array } | undefined {
-  const r = db.prepare(`SELECT id, object_id, name, size, content_type, blob_id FROM attachments WHERE project_id = ? AND object_id = ? AND id = ?`)
+  const r = stmt(db, `SELECT id, object_id, name, size, content_type, blob_id FROM attachments WHERE project_id = ? AND object_id = ? AND id = ?`)
     .get(projectId, objectId, attachmentId) as (AttachmentRow & { blob_id: number }) | undefined;
   if (!r) return undefined;
   const data = readBlob(db, dataDir, r.blob_id);
@@ -580,7 +597,7 @@ export function addAttachment(db: Db, projectId: number, objectId: number, name:
   return db.transaction(() => {
     if (!getObject(db, projectId, objectId)) throw new StoreError(`There is no object ${objectId.toString(16)} in this project.`);
     const blobId = insertBlob(db, blob);
-    const info = db.prepare(`INSERT INTO attachments (project_id, object_id, name, content_type, size, blob_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+    const info = stmt(db, `INSERT INTO attachments (project_id, object_id, name, content_type, size, blob_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
       .run(projectId, objectId, name, contentType, blob.size, blobId, now());
     return { id: Number(info.lastInsertRowid), objectId, name, size: blob.size, contentType };
   })();
@@ -588,13 +605,13 @@ export function addAttachment(db: Db, projectId: number, objectId: number, name:
 
 /** One page of a project's objects in id order, after `afterId`. */
 export function scanPage(db: Db, projectId: number, afterId: number, limit: number): CrashObject[] {
-  return (db.prepare(`SELECT * FROM objects WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?`).all(projectId, afterId, limit) as ObjectRow[]).map(toCrashObject);
+  return (stmt(db, `SELECT * FROM objects WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?`).all(projectId, afterId, limit) as ObjectRow[]).map(toCrashObject);
 }
 
 export function setObjectAttributes(db: Db, projectId: number, ids: number[], values: Record<string, AttributeValue>): number {
-  const select = db.prepare(`SELECT attributes FROM objects WHERE project_id = ? AND id = ?`);
-  const update = db.prepare(`UPDATE objects SET attributes = ? WHERE project_id = ? AND id = ?`);
-  const updateFingerprint = db.prepare(`UPDATE objects SET fingerprint = ? WHERE project_id = ? AND id = ?`);
+  const select = stmt(db, `SELECT attributes FROM objects WHERE project_id = ? AND id = ?`);
+  const update = stmt(db, `UPDATE objects SET attributes = ? WHERE project_id = ? AND id = ?`);
+  const updateFingerprint = stmt(db, `UPDATE objects SET fingerprint = ? WHERE project_id = ? AND id = ?`);
   return db.transaction(() => {
     let changed = 0;
     for (const id of ids) {
@@ -612,13 +629,13 @@ export function setObjectAttributes(db: Db, projectId: number, ids: number[], va
 
 /** Deletes objects with their attachments; returns how many went and the blob files to unlink. */
 export function deleteObjects(db: Db, projectId: number, ids: number[]): { deleted: number; files: string[] } {
-  const blobsOf = db.prepare(
+  const blobsOf = stmt(db, 
     `SELECT id, file FROM blobs WHERE id = (SELECT body_blob FROM objects WHERE project_id = ? AND id = ?)
      OR id IN (SELECT blob_id FROM attachments WHERE project_id = ? AND object_id = ?)`,
   );
-  const delBlob = db.prepare(`DELETE FROM blobs WHERE id = ?`);
-  const delAttachments = db.prepare(`DELETE FROM attachments WHERE project_id = ? AND object_id = ?`);
-  const delObject = db.prepare(`DELETE FROM objects WHERE project_id = ? AND id = ?`);
+  const delBlob = stmt(db, `DELETE FROM blobs WHERE id = ?`);
+  const delAttachments = stmt(db, `DELETE FROM attachments WHERE project_id = ? AND object_id = ?`);
+  const delObject = stmt(db, `DELETE FROM objects WHERE project_id = ? AND id = ?`);
   return db.transaction(() => {
     let deleted = 0;
     const files: string[] = [];
