@@ -57,6 +57,25 @@ test('serve: first start creates admin, blackhole and coroner.cf; put uploads re
     t.regex(errors[0]!, /missing\.json: .*no such file/);
     t.is(await countIn(data), 3);
 
+    // --resource files travel inside the snapshot and come out as attachments.
+    const resource = path.join(snaps, 'app.log');
+    fs.writeFileSync(resource, 'last words of the crashed program\n');
+    const withResource = await corpusSnapshot('c-segv-O0', snaps, [`--resource=${resource}`]);
+    const put3 = await runBin('coroner', ['-c', cfPath, 'put', 'blackhole', 'blackhole', withResource]);
+    t.is(put3.code, 0, put3.stderr);
+    const rxid = put3.stdout.trim().split(': ')[1]!;
+    const store = await openSqliteStore({ dataDir: data, workers: false });
+    try {
+      const u = (await store.getUniverse('local'))!;
+      const p = (await store.getProject(u.id, 'blackhole'))!;
+      const object = (await store.findObjectByRxid(p.id, rxid))!;
+      const [attachment] = await store.listAttachments(p.id, object.id);
+      t.is(attachment?.name, 'app.log');
+      t.is(Buffer.from((await store.getAttachment(p.id, object.id, attachment!.id))!.data).toString(), 'last words of the crashed program\n');
+    } finally {
+      await store.close();
+    }
+
     // [token] (the vendor's spelling) works as well as [tokens]; an unknown name is one clear line.
     const legacy = path.join(snaps, 'legacy.cf');
     fs.writeFileSync(legacy, `[universe]\nname = local\nwrite = ${server.url}\n[token]\nbh = ${cf.tokens.blackhole}\n`);
