@@ -139,6 +139,8 @@ export class Receiver {
   readonly posts: Post[] = [];
   /** Overrides the answer: return [status, body]. */
   answer: (post: Post) => [number, unknown] = () => [200, { response: 'ok', _rxid: `rx-${this.posts.length}` }];
+  /** Hold every answer this long (a slow server). */
+  delayMs = 0;
   private server: http.Server | null = null;
   port = 0;
 
@@ -156,9 +158,15 @@ export class Receiver {
         }
         const post: Post = { token: url.searchParams.get('token'), format: url.searchParams.get('format'), body };
         const [status, answer] = url.pathname === '/post' ? this.answer(post) : [404, { error: 'no such path' }];
+        // Stored before the answer goes out, as a server does: a client that dies while waiting
+        // has still delivered.
         if (status === 200) this.posts.push(post);
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(answer));
+        const send = () => {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(answer));
+        };
+        if (this.delayMs > 0) setTimeout(send, this.delayMs);
+        else send();
       });
     });
     await new Promise<void>((resolve, reject) => {
