@@ -440,7 +440,12 @@ export function prepareBlob(dataDir: string, data: Uint8Array): PreparedBlob {
   const id = randomBytes(16).toString('hex');
   const rel = path.join('blobs', id.slice(0, 2), id);
   const dir = path.join(dataDir, 'blobs', id.slice(0, 2));
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // A directory made just now must itself be recorded in its parent before we rely on it.
+  const madeFrom = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (madeFrom !== undefined) {
+    fsyncDir(path.dirname(dir));
+    if (madeFrom !== dir) fsyncDir(dataDir);
+  }
   const tmp = path.join(dir, `.${id}.tmp`);
   const fd = fs.openSync(tmp, 'wx', 0o600);
   try {
@@ -451,13 +456,17 @@ export function prepareBlob(dataDir: string, data: Uint8Array): PreparedBlob {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, path.join(dataDir, rel));
-  const dfd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(dfd);
-  } finally {
-    fs.closeSync(dfd);
-  }
+  fsyncDir(dir);
   return { size: data.length, file: rel };
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function insertBlob(db: Db, blob: PreparedBlob): number {
