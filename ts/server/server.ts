@@ -4,8 +4,9 @@
  * The caller opens a `Store`, then `createCoronerServer({ store, universe, ... })` and
  * `listen()`. The server turns requests into `RequestContext`s for the handlers of its `Router`
  * (router.ts has the contract), mounts the submission endpoints (submit.ts), the admin endpoints
- * (admin.ts) and, when the module exists, the query API's `mountApi(router)` from
- * ts/server/api/index.ts. It never serves a file by a path the client names.
+ * (admin.ts) and, when the modules exist, the query API's `mountApi(router)` from
+ * ts/server/api/index.ts and then the web console's `mountWeb(router)` from ts/web/index.ts.
+ * It never serves a file by a path the client names.
  */
 
 import fs from 'node:fs';
@@ -54,6 +55,8 @@ export interface CoronerServerOptions {
   log?: (line: string) => void;
   /** Mount the query API from ts/server/api/index.ts when it exists (default true). */
   mountQueryApi?: boolean;
+  /** Mount the web console from ts/web/index.ts when it exists, after the query API (default true). */
+  mountWebConsole?: boolean;
 }
 
 export interface CoronerServer {
@@ -83,6 +86,7 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
   mountSubmissions(router, new SubmissionLimiter(limits), limits);
   mountAdmin(router);
   const queryApi = options.mountQueryApi !== false ? await mountQueryApi(router, log) : undefined;
+  if (options.mountWebConsole !== false) await mountWebConsole(router, log);
 
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
@@ -322,4 +326,16 @@ async function mountQueryApi(router: Router, log: (line: string) => void): Promi
   }
   await mod.mountApi(router);
   return mod;
+}
+
+/** Mounts ts/web/index.ts's `mountWeb(router)` (the console on the same port) when it has been written. */
+async function mountWebConsole(router: Router, log: (line: string) => void): Promise<void> {
+  const url = new URL('../web/index.js', import.meta.url);
+  if (!fs.existsSync(url)) return;
+  const mod = (await import(url.href)) as { mountWeb?: (router: Router) => void | Promise<void> };
+  if (typeof mod.mountWeb !== 'function') {
+    log('ts/web/index.ts exports no mountWeb(router); the web console is not mounted.');
+    return;
+  }
+  await mod.mountWeb(router);
 }
