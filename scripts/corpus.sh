@@ -56,5 +56,10 @@ else
   log "arm64 real-kernel cases are built ($(echo $cases | wc -w) cases + sysroot)"
 fi
 
+# Our own cases beside the shared ones (Go, Rust, signal handler, debuglink, compressed DWARF,
+# pointer authentication and the vDSO signal frame on a real arm64 kernel): test/cases/README.md.
+run_logged make-cases env CASES_DIR="$corpus_dir/cases" CORESNAP_CORPUS_DIR="$corpus_dir" \
+  bash "$repo/test/cases/make-cases.sh" || status=1
+
 log "corpus at $corpus_dir: $(find "$corpus_dir/corpus" "$arm64" -mindepth 2 -maxdepth 2 -name expected.json 2>/dev/null | wc -l) cases"
 exit $status
