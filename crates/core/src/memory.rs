@@ -70,6 +70,8 @@ struct Slots {
     bytes: Vec<Box<[u8; PAGE]>>,
     /// The slot the next miss replaces, round robin.
     next: usize,
+    /// The slot read last.
+    last: usize,
 }
 
 impl PageCache {
@@ -80,6 +82,7 @@ impl PageCache {
                 pages: Vec::new(),
                 bytes: Vec::new(),
                 next: 0,
+                last: 0,
             }),
         }
     }
@@ -116,7 +119,12 @@ impl PageCache {
 
 impl Slots {
     fn find_or_load(&mut self, file: &File, page: u64) -> Option<usize> {
+        // Reads come in runs on one page (a stack, then the code it returns to).
+        if self.pages.get(self.last).is_some_and(|&(p, _)| p == page) {
+            return Some(self.last);
+        }
         if let Some(slot) = self.pages.iter().position(|&(p, _)| p == page) {
+            self.last = slot;
             return Some(slot);
         }
         let slot = if self.pages.len() < PAGES {
@@ -143,6 +151,7 @@ impl Slots {
             }
         }
         *self.pages.get_mut(slot)? = (page, valid);
+        self.last = slot;
         Some(slot)
     }
 }

@@ -94,7 +94,7 @@ impl Symbolicator {
                 .map(|(reg, value)| (register_name(frame.regs.arch(), reg).to_string(), format!("{value:#x}")))
                 .collect::<BTreeMap<_, _>>()
         });
-        let base = Frame {
+        let mut base = Frame {
             func_name: None,
             address: format!("{:#x}", frame.pc),
             library,
@@ -113,23 +113,51 @@ impl Symbolicator {
         if sources.is_empty() {
             return vec![Frame { registers, ..base }];
         }
+        // Registers and the fault belong to the innermost frame shown; the warnings to the
+        // machine frame, which is the outermost of the expansion. The outermost takes `base`
+        // itself: a deep recursion makes thousands of one-source expansions, and cloning every
+        // string of each would double the allocations.
         let count = sources.len();
-        sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Frame {
-                func_name: s.function.clone(),
-                source_path: s.file.clone(),
-                line: s.line,
-                column: s.column,
-                inlined: s.inlined,
-                // Registers and the fault belong to the innermost frame shown; the warnings to the
-                // machine frame, which is the outermost of the expansion.
-                registers: if i == 0 { registers.clone() } else { None },
-                faulted: faulted && i == 0,
-                warnings: if i + 1 == count { base.warnings.clone() } else { Vec::new() },
-                ..base.clone()
-            })
-            .collect()
+        let mut registers = registers;
+        let mut expanded = Vec::with_capacity(count);
+        for (i, s) in sources.iter().enumerate() {
+            let outermost = i + 1 == count;
+            let (mut frame, warnings) = if outermost {
+                let warnings = std::mem::take(&mut base.warnings);
+                (std::mem::replace(&mut base, placeholder()), warnings)
+            } else {
+                (Frame { warnings: Vec::new(), ..base.clone() }, Vec::new())
+            };
+            frame.func_name = s.function.clone();
+            frame.source_path = s.file.clone();
+            frame.line = s.line;
+            frame.column = s.column;
+            frame.inlined = s.inlined;
+            frame.registers = if i == 0 { registers.take() } else { None };
+            frame.faulted = faulted && i == 0;
+            frame.warnings = warnings;
+            expanded.push(frame);
+        }
+        expanded
+    }
+}
+
+/// An empty frame, left behind where a frame was moved out.
+fn placeholder() -> Frame {
+    Frame {
+        func_name: None,
+        address: String::new(),
+        library: None,
+        library_offset: None,
+        source_path: None,
+        line: None,
+        column: None,
+        inlined: false,
+        tail_call: false,
+        trust: String::new(),
+        kind: None,
+        faulted: false,
+        registers: None,
+        warnings: Vec::new(),
     }
 }
