@@ -12,6 +12,8 @@ APT_PACKAGES=(
   qemu-user qemu-system-arm
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross
   golang-go
+  # The web console's browser tests (test/web): playwright-core drives Debian's chromium.
+  chromium
 )
 # A package whose command is already on PATH from elsewhere (Go from go.dev, say) is not needed.
 declare -A PROVIDED_BY_COMMAND=([golang-go]=go)

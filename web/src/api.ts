@@ -28,24 +28,25 @@ export class ApiError extends Error {
   }
 }
 
-let current: Login | undefined;
-
+/**
+ * The session, read from localStorage every time: every tab of the console shares one session,
+ * so logging in or out in one is seen by the others (main.ts re-renders on the storage event).
+ */
 export function session(): Login | undefined {
-  if (current) return current;
   try {
     const text = localStorage.getItem(KEY);
     if (!text) return undefined;
     const parsed = JSON.parse(text) as Login;
     if (typeof parsed.token !== 'string' || !parsed.user) return undefined;
-    current = parsed;
     return parsed;
   } catch {
     return undefined;
   }
 }
 
+export const SESSION_KEY = KEY;
+
 export function forgetSession(): void {
-  current = undefined;
   localStorage.removeItem(KEY);
 }
 
@@ -64,7 +65,6 @@ export async function login(username: string, password: string): Promise<Login> 
   const body = (await res.json().catch(() => ({}))) as Partial<Login> & { error?: { message?: string } };
   if (!res.ok || typeof body.token !== 'string') throw new ApiError(res.status, body.error?.message ?? `Login failed (HTTP ${res.status}).`);
   const login: Login = { token: body.token, user: body.user!, universe: body.universe!, ...(body.expires !== undefined ? { expires: body.expires } : {}) };
-  current = login;
   localStorage.setItem(KEY, JSON.stringify(login));
   return login;
 }

@@ -1,7 +1,7 @@
 // The console's shell: the header, the hash router and the page being shown. Each page is an
 // async function that fills `main`; a newer navigation makes an older page's late answer void.
 
-import { ApiError, logout, session, setUnauthorizedHandler } from './api.js';
+import { ApiError, logout, session, SESSION_KEY, setUnauthorizedHandler } from './api.js';
 import { h, link, replace } from './dom.js';
 import { adminIntegrationsPage, adminProjectsPage, adminUsersPage, attributesPage, tokensPage } from './pages/admin.js';
 import { crashPage } from './pages/crash.js';
@@ -92,4 +92,8 @@ setUnauthorizedHandler(() => {
   if (currentRoute().path[0] !== 'login') go(['login']);
 });
 window.addEventListener('hashchange', () => void render());
+// Another tab logged in or out: show this one as the user now is.
+window.addEventListener('storage', (ev) => {
+  if (ev.key === SESSION_KEY || ev.key === null) void render();
+});
 void render();

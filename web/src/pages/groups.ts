@@ -21,6 +21,8 @@ export const SORTS: Record<string, { label: string; order: string }> = {
 };
 
 export const OVERVIEW_BINS = 48;
+
+const plural = (n: number, one: string, many: string) => `${formatCount(n)} ${n === 1 ? one : many}`;
 export const ROW_BINS = 24;
 
 type Distribution = Array<{ keys?: number; tail?: number; vals?: Array<[unknown, number]> }>;
@@ -154,7 +156,7 @@ export async function groupsPage(ctx: PageContext, project: string): Promise<voi
       h(
         'div',
         { class: 'overview-chart' },
-        h('h2', null, `${formatCount(totalCrashes)} crashes in ${formatCount(totalGroups)} groups`, h('span', { class: 'muted latency' }, ` · ${overview._.latency} + ${groups._.latency}`)),
+        h('h2', null, `${plural(totalCrashes, 'crash', 'crashes')} in ${plural(totalGroups, 'group', 'groups')}`, h('span', { class: 'muted latency' }, ` · ${overview._.latency} + ${groups._.latency}`)),
         bins.length ? timeHistogram(bins, { width: 640, height: 120, className: 'overview-histogram' }) : h('p', { class: 'muted' }, 'No crashes match.'),
       ),
       h(
