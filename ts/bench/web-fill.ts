@@ -29,6 +29,8 @@ export interface FillResult {
   inserted: number;
   /** Crashes per group index. */
   perGroup: number[];
+  /** Crashes per host index (`host-<i>`). */
+  perHost: number[];
   fingerprints: string[];
   ms: number;
 }
@@ -60,6 +62,7 @@ export async function fillSynthetic(store: Store, project: Project, options: Fil
   const fingerprints = Array.from({ length: options.groups }, (_, g) => syntheticFingerprint(g));
   const frames = Array.from({ length: options.groups }, (_, g) => syntheticFrames(g));
   const perGroup = new Array<number>(options.groups).fill(0);
+  const perHost = new Array<number>(options.hosts).fill(0);
   const span = Math.max(1, options.to - options.from);
   // Every group gets at least one crash (the first `groups` crashes), the rest skewed.
   const groupOf = (i: number) => (i < options.groups ? i : Math.min(options.groups - 1, Math.floor(options.groups * random() ** 3)));
@@ -72,7 +75,9 @@ export async function fillSynthetic(store: Store, project: Project, options: Fil
       const g = groupOf(i);
       perGroup[g]!++;
       const timestamp = options.from + Math.floor(random() * span);
-      const hostname = `host-${Math.floor(random() * options.hosts)}`;
+      const host = Math.floor(random() * options.hosts);
+      perHost[host]!++;
+      const hostname = `host-${host}`;
       const uuid = randomUUID();
       const signal = g % 4 === 0 ? 'SIGABRT' : 'SIGSEGV';
       const attributes = { hostname, application: `app-${g % 5}`, version: `1.${g % 7}.${i % 3}`, signal };
@@ -106,5 +111,5 @@ export async function fillSynthetic(store: Store, project: Project, options: Fil
     inserted += n;
     options.onProgress?.(inserted);
   }
-  return { inserted, perGroup, fingerprints, ms: performance.now() - started };
+  return { inserted, perGroup, perHost, fingerprints, ms: performance.now() - started };
 }
