@@ -36,7 +36,6 @@ mod search;
 mod symtab;
 mod tailcall;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -197,9 +196,9 @@ pub struct ModuleInfo {
     dwarf_owner: Option<SharedBytes>,
     symbols: OnceLock<SymbolTable>,
     dwarf: OnceLock<Option<Mutex<DwarfContext>>>,
-    cache: Mutex<HashMap<u64, Vec<SourceFrame>>>,
+    cache: Mutex<foldhash::HashMap<u64, Vec<SourceFrame>>>,
     call_sites: Mutex<tailcall::CallSiteCache>,
-    tail_calls: Mutex<HashMap<(u64, u64), Vec<TailCallFrame>>>,
+    tail_calls: Mutex<foldhash::HashMap<(u64, u64), Vec<TailCallFrame>>>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -288,9 +287,9 @@ impl ModuleInfo {
             dwarf_owner,
             symbols: OnceLock::new(),
             dwarf: OnceLock::new(),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             call_sites: Mutex::new(tailcall::CallSiteCache::default()),
-            tail_calls: Mutex::new(HashMap::new()),
+            tail_calls: Mutex::default(),
             warnings: Mutex::new(warnings),
         })
     }

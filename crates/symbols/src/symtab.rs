@@ -15,10 +15,25 @@ const MAX_WALK_BACK: usize = 64;
 struct Symbol {
     address: u64,
     size: u64,
-    name: Box<str>,
+    name: NameRef,
     /// Higher is preferred among symbols at one address: FUNC over others, then GLOBAL over
     /// WEAK over LOCAL (so `abort` wins over the local alias `__GI_abort`).
     rank: u8,
+}
+
+/// Where a symbol's name lies in [`SymbolTable::names`]: one buffer for all names instead
+/// of an allocation for each of libc's 13,000.
+#[derive(Clone, Copy, Debug)]
+struct NameRef {
+    start: u32,
+    len: u32,
+}
+
+impl NameRef {
+    fn get(self, names: &str) -> &str {
+        let start = self.start as usize;
+        names.get(start..start + self.len as usize).unwrap_or("")
+    }
 }
 
 /// A symbol found for an address.
@@ -30,12 +45,13 @@ pub(crate) struct SymbolHit<'a> {
     pub contains: bool,
     /// Every symbol at the same address (aliases), best first.
     aliases: &'a [Symbol],
+    names: &'a str,
 }
 
 impl SymbolHit<'_> {
     /// Whether `name` is one of the names at this symbol's address.
     pub(crate) fn is_alias(&self, name: &str) -> bool {
-        self.aliases.iter().any(|s| &*s.name == name)
+        self.aliases.iter().any(|s| s.name.get(self.names) == name)
     }
 }
 
@@ -43,6 +59,8 @@ impl SymbolHit<'_> {
 pub(crate) struct SymbolTable {
     /// Sorted by address, then best first.
     symbols: Vec<Symbol>,
+    /// Every name, one after the other.
+    names: String,
 }
 
 impl SymbolTable {
@@ -54,30 +72,36 @@ impl SymbolTable {
         warnings: &mut Vec<String>,
     ) -> SymbolTable {
         let mut symbols = Vec::new();
+        let mut names = String::new();
         match elf::parse(bytes_of(module)) {
             Ok(file) => {
-                collect(file.symbols(), text, &mut symbols);
-                collect(file.dynamic_symbols(), text, &mut symbols);
+                collect(file.symbols(), text, &mut symbols, &mut names);
+                collect(file.dynamic_symbols(), text, &mut symbols, &mut names);
             }
             Err(e) => warnings.push(format!("symbol tables unreadable: {e}")),
         }
         if let Some(debug) = debug {
             match elf::parse(bytes_of(debug)) {
-                Ok(file) => collect(file.symbols(), text, &mut symbols),
+                Ok(file) => collect(file.symbols(), text, &mut symbols, &mut names),
                 Err(e) => warnings.push(format!("debug file symbol table unreadable: {e}")),
             }
         }
-        symbols.sort_by(|a, b| a.address.cmp(&b.address).then_with(|| preference(a, b)));
-        symbols.dedup_by(|b, a| a.address == b.address && a.name == b.name);
+        sort(&mut symbols, &names);
+        symbols.dedup_by(|b, a| a.address == b.address && a.name.get(&names) == b.name.get(&names));
         symbols.shrink_to_fit();
-        SymbolTable { symbols }
+        names.shrink_to_fit();
+        SymbolTable { symbols, names }
     }
 
     /// The address of the function named `name`, when exactly one address bears that name
     /// (two static functions of the same name in different files are not told apart).
     pub(crate) fn address_of(&self, name: &str) -> Option<u64> {
         let mut found = None;
-        for symbol in self.symbols.iter().filter(|s| &*s.name == name) {
+        for symbol in self
+            .symbols
+            .iter()
+            .filter(|s| s.name.get(&self.names) == name)
+        {
             match found {
                 None => found = Some(symbol.address),
                 Some(address) if address == symbol.address => {}
@@ -109,18 +133,20 @@ impl SymbolTable {
             if size > 0 {
                 if offset < size {
                     return Some(SymbolHit {
-                        name: &best.name,
+                        name: best.name.get(&self.names),
                         offset,
                         contains: true,
                         aliases: group,
+                        names: &self.names,
                     });
                 }
             } else if group_end == end {
                 unsized_nearest = Some(SymbolHit {
-                    name: &best.name,
+                    name: best.name.get(&self.names),
                     offset,
                     contains: false,
                     aliases: group,
+                    names: &self.names,
                 });
             }
             group_end = group_start;
@@ -132,19 +158,32 @@ impl SymbolTable {
 /// Best first among symbols at one address: by rank, then the plainer name (fewer leading
 /// underscores, then shorter), so `printf` wins over `_IO_printf` and `malloc` over
 /// `__libc_malloc`; the name itself settles the rest so the choice never depends on order.
-fn preference(a: &Symbol, b: &Symbol) -> std::cmp::Ordering {
-    let underscores = |s: &Symbol| s.name.bytes().take_while(|&b| b == b'_').count();
+fn preference(names: &str, a: &Symbol, b: &Symbol) -> std::cmp::Ordering {
+    let (name_a, name_b) = (a.name.get(names), b.name.get(names));
+    let underscores = |name: &str| name.bytes().take_while(|&b| b == b'_').count();
     b.rank
         .cmp(&a.rank)
-        .then_with(|| underscores(a).cmp(&underscores(b)))
-        .then_with(|| a.name.len().cmp(&b.name.len()))
-        .then_with(|| a.name.cmp(&b.name))
+        .then_with(|| underscores(name_a).cmp(&underscores(name_b)))
+        .then_with(|| name_a.len().cmp(&name_b.len()))
+        .then_with(|| name_a.cmp(name_b))
+}
+
+/// By address, then best first; what still ties (the same name twice) is ordered by size so
+/// the order never depends on where the symbols came from.
+fn sort(symbols: &mut [Symbol], names: &str) {
+    symbols.sort_unstable_by(|a, b| {
+        a.address
+            .cmp(&b.address)
+            .then_with(|| preference(names, a, b))
+            .then_with(|| b.size.cmp(&a.size))
+    });
 }
 
 fn collect<'data, 'file, S>(
     symbols: impl Iterator<Item = S>,
     text: &[Range<u64>],
     out: &mut Vec<Symbol>,
+    names: &mut String,
 ) where
     S: ObjectSymbol<'data>,
 {
@@ -174,10 +213,17 @@ fn collect<'data, 'file, S>(
         } else {
             2
         };
+        let (Ok(start), Ok(len)) = (u32::try_from(names.len()), u32::try_from(name.len())) else {
+            continue; // past 4 GiB of names: no real table gets there
+        };
+        if start.checked_add(len).is_none() {
+            continue;
+        }
+        names.push_str(name);
         out.push(Symbol {
             address,
             size: symbol.size(),
-            name: name.into(),
+            name: NameRef { start, len },
             rank: u8::from(is_function) * 4 + binding,
         });
     }
@@ -195,7 +241,9 @@ pub(crate) fn demangle(name: &str) -> String {
         } else if name.starts_with("_Z") {
             // gdb's and eu-stack's shape: no parameter list, no return type. The full
             // signature stays available in `mangled`.
-            let options = cpp_demangle::DemangleOptions::new().no_params().no_return_type();
+            let options = cpp_demangle::DemangleOptions::new()
+                .no_params()
+                .no_return_type();
             cpp_demangle::Symbol::new(name)
                 .ok()
                 .and_then(|s| s.demangle_with_options(&options).ok())
@@ -240,17 +288,25 @@ mod tests {
     }
 
     fn table(symbols: &[(u64, u64, &str, u8)]) -> SymbolTable {
+        let mut names = String::new();
         let mut symbols: Vec<Symbol> = symbols
             .iter()
-            .map(|&(address, size, name, rank)| Symbol {
-                address,
-                size,
-                name: name.into(),
-                rank,
+            .map(|&(address, size, name, rank)| {
+                let start = names.len() as u32;
+                names.push_str(name);
+                Symbol {
+                    address,
+                    size,
+                    name: NameRef {
+                        start,
+                        len: name.len() as u32,
+                    },
+                    rank,
+                }
             })
             .collect();
-        symbols.sort_by(|a, b| a.address.cmp(&b.address).then_with(|| preference(a, b)));
-        SymbolTable { symbols }
+        sort(&mut symbols, &names);
+        SymbolTable { symbols, names }
     }
 
     #[test]

@@ -86,7 +86,7 @@ type RowLookup = Result<Option<Arc<Row>>, CfiError>;
 struct ModuleCache {
     eh_frame_index: Option<Vec<FdeRange>>,
     debug_frame_index: Option<Vec<FdeRange>>,
-    rows: HashMap<u64, RowLookup>,
+    rows: foldhash::HashMap<u64, RowLookup>,
 }
 
 /// CFI state shared by every walk of one `Unwinder`.

@@ -1,6 +1,6 @@
 //! The walk: one step per frame, trying CFI, then the frame pointer, then a stack scan.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::ops::Range;
 
 use crate::cfi::{self, CfiCache, CfiError, ExpressionContext, Row, Rule};
@@ -109,7 +109,7 @@ impl Unwinder {
             kind,
             warnings,
         }];
-        let mut seen: HashSet<(u64, u64)> = HashSet::new();
+        let mut seen: HashSet<(u64, u64)> = HashSet::default();
         seen.insert((pc, sp));
         let mut signal_jumps = 0usize;
         let mut consecutive_scanned = 0usize;
