@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm run bench`: coresnap's bt/ptrace beside gdb and eu-stack on every corpus case, measured in
-# one run, printed as ratios (see ts/bench/engine.ts). Builds what is missing first.
+# one run, printed as ratios (see ts/bench/engine.ts), then the web console over a million crashes
+# (ts/bench/web.ts). Builds what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CORESNAP_CORPUS_DIR=${CORESNAP_CORPUS_DIR:-${TMPDIR:-/tmp}/coresnap-corpus}
@@ -8,4 +9,9 @@ scripts/install-deps.sh
 scripts/build.sh
 scripts/corpus.sh
 command -v eu-stack >/dev/null || { echo "bench: eu-stack (elfutils) is missing" >&2; exit 1; }
-exec node dist/ts/bench/engine.js "$@"
+# The engine bench, then the web console's (1,000,000 crashes; ts/bench/web.ts): both always run,
+# and the exit status is non-zero if either failed.
+rc=0
+node dist/ts/bench/engine.js "$@" || rc=$?
+node dist/ts/bench/web.js || rc=$?
+exit "$rc"

@@ -181,6 +181,8 @@ test.serial('log in, create a project and a token, submit a real snapshot, find 
   await page.click('section.raw details summary');
   t.is(JSON.parse((await page.textContent('pre.raw-json'))!).uuid, snap.uuid);
   await screenshot(page, '07-crash');
+  await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
+  await screenshot(page, 'readme-crash', { fullPage: false });
 
   // Group state: resolve it from the group page; the store and the list agree.
   await navigate(page, 'group', () => page.click('.crash-head a[href*="/g/"]'));

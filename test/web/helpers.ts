@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { mountWeb } from '../../ts/web/index.js';
 import { packageRoot, startServer, type TestServer } from '../coroner/helpers.js';
 
 export { ADMIN_PASSWORD } from '../coroner/helpers.js';
@@ -18,12 +17,18 @@ declare const document: { body: { dataset: Record<string, string | undefined> } 
 
 export const ARTIFACTS = path.join(packageRoot, 'test-artifacts', 'web');
 
-/** A test server (test/coroner/helpers.ts) with the console mounted; fails if it is not built. */
+/**
+ * A test server (test/coroner/helpers.ts) with the console mounted, as `coroner serve` mounts it
+ * (server.ts calls mountWeb); fails if the console is not built.
+ */
 export async function startWebServer(): Promise<TestServer> {
   const assets = path.join(packageRoot, 'dist', 'web', 'app.js');
   if (!fs.existsSync(assets)) throw new Error(`The console is not built (${assets} is missing): run npm run build:web.`);
   const s = await startServer();
-  if (!s.server.router.list().some((r) => r.method === 'GET' && r.path === '/console/app.js')) mountWeb(s.server.router);
+  if (!s.server.router.list().some((r) => r.method === 'GET' && r.path === '/console/app.js')) {
+    await s.close();
+    throw new Error('The server did not mount the web console (server.ts mounts ts/web/index.ts mountWeb).');
+  }
   return s;
 }
 
@@ -48,10 +53,11 @@ export async function ready(page: Page, name: string): Promise<void> {
   await page.waitForFunction((n) => Boolean(document.body.dataset.ready) && document.body.dataset.page === n, name, { timeout: 60_000 });
 }
 
-export async function screenshot(page: Page, name: string): Promise<string> {
+/** The whole page (or only what the window shows, `fullPage: false`) as test-artifacts/web/<name>.png. */
+export async function screenshot(page: Page, name: string, options: { fullPage?: boolean } = {}): Promise<string> {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: options.fullPage ?? true });
   return file;
 }
 

@@ -69,6 +69,8 @@ test.serial('groups: totals, order by count, chart bins equal the API counts, la
   t.is(await page.getAttribute('table.groups', 'data-total-groups'), String(GROUPS));
   t.is(await page.getAttribute('table.groups', 'data-total-crashes'), String(CRASHES));
   await screenshot(page, '20-scale-groups');
+  // What the README shows (docs/screenshots/console.png is a copy of it).
+  await screenshot(page, 'readme-console', { fullPage: false });
 
   // Rows ordered by count, with the counts that were inserted.
   const expected = fill.perGroup.map((n, g) => ({ n, fp: fill.fingerprints[g]! })).sort((a, b) => b.n - a.n || a.fp.localeCompare(b.fp));

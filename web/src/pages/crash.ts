@@ -253,7 +253,6 @@ export async function crashPage(ctx: PageContext, project: string, hex: string):
   if (report?.warnings?.length) parts.push(section('Warnings', 'warnings', h('ul', null, report.warnings.map((w) => h('li', null, w)))));
   const abortMessage = report?.annotations?.['abort message'];
   if (typeof abortMessage === 'string') parts.push(section('Abort message', 'abort', h('pre', { class: 'mono' }, abortMessage)));
-  parts.push(explanationView(explain));
 
   if (report?.threads) {
     const order = threadOrder(report);
@@ -268,6 +267,8 @@ export async function crashPage(ctx: PageContext, project: string, hex: string):
   } else {
     parts.push(section('Threads', 'threads', h('p', { class: 'muted' }, report ? 'This report has no threads.' : 'This object is not JSON (a minidump not processed yet, or another format); download it below.')));
   }
+
+  parts.push(explanationView(explain));
 
   if (report?.modules?.length) {
     parts.push(
