@@ -3,7 +3,7 @@
 use crate::modules::{module_for, ProcessModule};
 use crate::report::Frame;
 use coresnap_symbols::SourceFrame;
-use coresnap_unwind::{register_name, FrameKind};
+use coresnap_unwind::{register_name, FrameKind, Trust};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -12,6 +12,20 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct Symbolicator {
     cache: HashMap<u64, Arc<Vec<SourceFrame>>>,
+    /// The last machine frame expanded (without registers, fault or warnings) and the last
+    /// tail-call answer: a recursion asks for the same frame, and the same pair, over and
+    /// over in a row, and a copy is cheaper than formatting and looking up again.
+    last_expansion: Option<(ExpansionKey, Vec<Frame>)>,
+    last_tail_calls: Option<((u64, u64, u64), Vec<Frame>)>,
+}
+
+/// What an expansion depends on besides the modules, which stay the same for a snapshot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ExpansionKey {
+    pc: u64,
+    lookup_pc: u64,
+    trust: Trust,
+    kind: FrameKind,
 }
 
 impl Symbolicator {
@@ -43,6 +57,19 @@ impl Symbolicator {
         if callee.kind == FrameKind::Signal || caller.kind == FrameKind::Signal || caller.lookup_pc == caller.pc {
             return Vec::new();
         }
+        // The trust is the only part of the caller the frames take besides the two addresses.
+        let key = (caller.pc, callee.lookup_pc, caller.trust as u64);
+        if let Some((last, frames)) = &self.last_tail_calls {
+            if *last == key {
+                return frames.clone();
+            }
+        }
+        let frames = Self::find_tail_calls(modules, callee, caller);
+        self.last_tail_calls = Some((key, frames.clone()));
+        frames
+    }
+
+    fn find_tail_calls(modules: &[ProcessModule], callee: &coresnap_unwind::Frame, caller: &coresnap_unwind::Frame) -> Vec<Frame> {
         let Some(module) = module_for(modules, caller.lookup_pc) else { return Vec::new() };
         let same_module = module_for(modules, callee.lookup_pc).is_some_and(|m| std::ptr::eq(m, module));
         let Some(info) = module.info.as_ref().filter(|_| same_module) else { return Vec::new() };
@@ -80,6 +107,37 @@ impl Symbolicator {
         with_registers: bool,
         faulted: bool,
     ) -> Vec<Frame> {
+        let key = ExpansionKey { pc: frame.pc, lookup_pc: frame.lookup_pc, trust: frame.trust, kind: frame.kind };
+        let mut expanded = match &self.last_expansion {
+            Some((last, expanded)) if *last == key => expanded.clone(),
+            _ => {
+                let expanded = self.expand_uncached(modules, frame);
+                self.last_expansion = Some((key, expanded.clone()));
+                expanded
+            }
+        };
+        // Registers and the fault belong to the innermost frame shown; the warnings to the
+        // machine frame, which is the outermost of the expansion.
+        if let Some(innermost) = expanded.first_mut() {
+            innermost.faulted = faulted;
+            if with_registers {
+                innermost.registers = Some(
+                    frame
+                        .regs
+                        .iter()
+                        .map(|(reg, value)| (register_name(frame.regs.arch(), reg).to_string(), format!("{value:#x}")))
+                        .collect::<BTreeMap<_, _>>(),
+                );
+            }
+        }
+        if let Some(outermost) = expanded.last_mut() {
+            outermost.warnings = frame.warnings.clone();
+        }
+        expanded
+    }
+
+    /// The expansion of a frame without its registers, fault or warnings.
+    fn expand_uncached(&mut self, modules: &[ProcessModule], frame: &coresnap_unwind::Frame) -> Vec<Frame> {
         let module = module_for(modules, frame.lookup_pc);
         let library = module.map(|m| m.name.clone());
         let library_offset = module.map(|m| format!("{:#x}", frame.pc.wrapping_sub(m.avma_range.start)));
@@ -87,13 +145,6 @@ impl Symbolicator {
             Some(m) => self.lookup(m, frame.lookup_pc),
             None => Arc::new(Vec::new()),
         };
-        let registers = with_registers.then(|| {
-            frame
-                .regs
-                .iter()
-                .map(|(reg, value)| (register_name(frame.regs.arch(), reg).to_string(), format!("{value:#x}")))
-                .collect::<BTreeMap<_, _>>()
-        });
         let mut base = Frame {
             func_name: None,
             address: format!("{:#x}", frame.pc),
@@ -106,36 +157,27 @@ impl Symbolicator {
             tail_call: false,
             trust: frame.trust.as_str().to_string(),
             kind: (frame.kind == FrameKind::Signal).then(|| "signal".to_string()),
-            faulted,
+            faulted: false,
             registers: None,
-            warnings: frame.warnings.clone(),
+            warnings: Vec::new(),
         };
         if sources.is_empty() {
-            return vec![Frame { registers, ..base }];
+            return vec![base];
         }
-        // Registers and the fault belong to the innermost frame shown; the warnings to the
-        // machine frame, which is the outermost of the expansion. The outermost takes `base`
-        // itself: a deep recursion makes thousands of one-source expansions, and cloning every
-        // string of each would double the allocations.
+        // The outermost takes `base` itself, the inlined ones a copy.
         let count = sources.len();
-        let mut registers = registers;
         let mut expanded = Vec::with_capacity(count);
         for (i, s) in sources.iter().enumerate() {
-            let outermost = i + 1 == count;
-            let (mut frame, warnings) = if outermost {
-                let warnings = std::mem::take(&mut base.warnings);
-                (std::mem::replace(&mut base, placeholder()), warnings)
+            let mut frame = if i + 1 == count {
+                std::mem::replace(&mut base, placeholder())
             } else {
-                (Frame { warnings: Vec::new(), ..base.clone() }, Vec::new())
+                base.clone()
             };
             frame.func_name = s.function.clone();
             frame.source_path = s.file.clone();
             frame.line = s.line;
             frame.column = s.column;
             frame.inlined = s.inlined;
-            frame.registers = if i == 0 { registers.take() } else { None };
-            frame.faulted = faulted && i == 0;
-            frame.warnings = warnings;
             expanded.push(frame);
         }
         expanded
