@@ -260,8 +260,8 @@ export class SqliteStore implements Store {
     return info;
   }
 
-  async *scanObjects(projectId: number): AsyncIterable<CrashObject> {
-    let afterId = 0;
+  async *scanObjects(projectId: number, startAfterId = 0): AsyncIterable<CrashObject> {
+    let afterId = startAfterId;
     for (;;) {
       const page = await this.reader.run<CrashObject[]>({ op: 'scanPage', projectId, afterId, limit: 5000 });
       if (page.length === 0) return;

@@ -178,8 +178,8 @@ export interface Store {
   listAttachments(projectId: number, objectId: number): Promise<AttachmentInfo[]>;
   getAttachment(projectId: number, objectId: number, attachmentId: number): Promise<{ info: AttachmentInfo; data: Uint8Array } | undefined>;
   addAttachment(projectId: number, objectId: number, name: string, contentType: string, data: Uint8Array): Promise<AttachmentInfo>;
-  /** Every object of a project, in id order (the query engine's source). */
-  scanObjects(projectId: number): AsyncIterable<CrashObject>;
+  /** Every object of a project, in id order (the query engine's source); with `afterId`, only those with a larger id. */
+  scanObjects(projectId: number, afterId?: number): AsyncIterable<CrashObject>;
   setObjectAttributes(projectId: number, ids: number[], values: Record<string, AttributeValue>): Promise<number>;
   deleteObjects(projectId: number, ids: number[]): Promise<number>;
   /** Called after each durable insert or change, so caches (the query engine's) stay current. */
