@@ -5,7 +5,8 @@
  * `listen()`. The server turns requests into `RequestContext`s for the handlers of its `Router`
  * (router.ts has the contract), mounts the submission endpoints (submit.ts), the admin endpoints
  * (admin.ts) and, when the modules exist, the query API's `mountApi(router)` from
- * ts/server/api/index.ts and then the web console's `mountWeb(router)` from ts/web/index.ts.
+ * ts/server/api/index.ts and then the web console's `mountWeb(router)` from ts/web/index.ts, and
+ * the workflow integrations (ts/workflows: admin endpoints, and alerts once it listens).
  * It never serves a file by a path the client names.
  */
 
@@ -13,6 +14,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import zlib from 'node:zlib';
 import { StoreError, type Store, type Universe } from '../store/types.js';
 import { mountAdmin } from './admin.js';
@@ -29,6 +31,7 @@ import {
   type RouteMatch,
 } from './router.js';
 import { mountSubmissions, SubmissionLimiter, type SubmissionLimits } from './submit.js';
+import { createWorkflowService, mountIntegrations, type WorkflowOptions } from '../workflows/index.js';
 
 export interface ServerLimits extends SubmissionLimits {
   /** Largest body of a non-submission request (default 16 MiB). */
@@ -57,6 +60,10 @@ export interface CoronerServerOptions {
   mountQueryApi?: boolean;
   /** Mount the web console from ts/web/index.ts when it exists, after the query API (default true). */
   mountWebConsole?: boolean;
+  /** Workflow integrations (ts/workflows): tuning, or false to run none (default on). */
+  workflows?: WorkflowOptions | false;
+  /** The base URL people reach the console at, for links in messages (default: the listen address). */
+  publicUrl?: string;
 }
 
 export interface CoronerServer {
@@ -87,6 +94,17 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
   mountAdmin(router);
   const queryApi = options.mountQueryApi !== false ? await mountQueryApi(router, log) : undefined;
   if (options.mountWebConsole !== false) await mountWebConsole(router, log);
+  mountIntegrations(router);
+  const workflows =
+    options.workflows === false
+      ? undefined
+      : createWorkflowService({
+          ...options.workflows,
+          store,
+          log,
+          publicUrl: () => options.publicUrl ?? (host === '0.0.0.0' || host === '::' ? `${protocol}://${os.hostname()}:${port}` : api.url()),
+          onGroupReopened: (projectId, fingerprint) => queryApi?.queryServiceFor?.(store).cache.noteGroupState(projectId, fingerprint, 'open'),
+        });
 
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
@@ -213,6 +231,11 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
           endpoints.post.splice(0, endpoints.post.length, { protocol, port });
           resolve(port);
         });
+      }).then(async (bound) => {
+        // Before any request is read: the evaluator must see every insert. A broken workflow
+        // store must not stop the server from taking crashes.
+        await workflows?.start().catch((err: unknown) => log(`workflow integrations are off: ${(err as Error).message}`));
+        return bound;
       });
     },
     url() {
@@ -224,6 +247,7 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      await workflows?.close();
       queryApi?.closeQueryService?.(store);
     },
   };
@@ -310,6 +334,7 @@ function send(res: http.ServerResponse, result: HandlerResult, head: boolean): v
 interface QueryApiModule {
   mountApi?: (router: Router) => void | Promise<void>;
   closeQueryService?: (store: Store) => void;
+  queryServiceFor?: (store: Store) => { cache: { noteGroupState(projectId: number, fingerprint: string, state: 'open'): void } };
 }
 
 /**
