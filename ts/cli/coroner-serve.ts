@@ -20,6 +20,7 @@ interface ServeOptions {
   tlsKey?: string;
   maxSubmissionBytes?: string;
   rateLimit?: string;
+  publicUrl?: string;
 }
 
 /** `HOST:PORT`, `[v6]:PORT`, `:PORT` or `PORT`. */
@@ -48,6 +49,7 @@ export function registerServe(program: Command): void {
     .option('--tls-key <file>', 'and this private key (PEM)')
     .option('--max-submission-bytes <n>', 'largest submission body accepted (default 64 MiB)')
     .option('--rate-limit <n>', 'submissions a minute per project (default: no limit)')
+    .option('--public-url <url>', 'the URL people open the console at, for links in alerts (default: the listen address)')
     .action(async (opts: ServeOptions) => {
       const { host, port } = parseListen(opts.listen);
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together');
@@ -63,6 +65,7 @@ export function registerServe(program: Command): void {
         host,
         port,
         ...(tls ? { tls } : {}),
+        ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
         limits: {
           ...(maxSubmissionBytes !== undefined ? { maxSubmissionBytes } : {}),
           ...(rate !== undefined ? { submissionsPerMinutePerProject: rate } : {}),

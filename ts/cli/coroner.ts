@@ -6,6 +6,7 @@
  *   coroner [-c coroner.cf] put [-u] <project> <tokenname> <file>...
  *   coroner project|token|user create|list|delete ... [--data DIR] [--json]
  *   coroner grouping show|set|explain ... [--data DIR]
+ *   coroner integration add|list|remove|log|retry ... [--data DIR]
  */
 
 import { Command, CommanderError } from 'commander';
@@ -13,6 +14,7 @@ import { AdminError } from '../coroner/admin.js';
 import { GroupingRulesError } from '../grouping/rules.js';
 import { StoreError } from '../store/types.js';
 import { registerGrouping } from './coroner-grouping.js';
+import { registerIntegration } from './coroner-integration.js';
 import { registerProject } from './coroner-project.js';
 import { registerPut } from './coroner-put.js';
 import { registerServe } from './coroner-serve.js';
@@ -33,6 +35,7 @@ export function coronerProgram(): Command {
   registerToken(program);
   registerUser(program);
   registerGrouping(program);
+  registerIntegration(program);
   return program;
 }
 
