@@ -410,10 +410,15 @@ export class SqliteWorkflowStore implements WorkflowStore {
   }
 
   private insertDelivery(d: NewDelivery): number {
+    // Behind a failing receiver's queue, not ahead of it: order is kept, and the receiver is
+    // probed by the head of the queue alone.
+    const held = this.stmt(`SELECT MAX(next_attempt_at) AS at FROM deliveries WHERE integration_id = ? AND status = 'pending'`).get(d.integrationId) as {
+      at: number | null;
+    };
     const info = this.stmt(
       `INSERT INTO deliveries (uuid, integration_id, project_id, event, fingerprint, body, status, attempts, created_at, next_attempt_at)
        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)`,
-    ).run(d.uuid, d.integrationId, d.projectId, d.event, d.fingerprint, d.body, d.createdAt, d.createdAt);
+    ).run(d.uuid, d.integrationId, d.projectId, d.event, d.fingerprint, d.body, d.createdAt, Math.max(d.createdAt, held.at ?? 0));
     return Number(info.lastInsertRowid);
   }
 
