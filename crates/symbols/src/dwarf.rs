@@ -1,7 +1,6 @@
 //! DWARF line and inline information through addr2line, read straight from the mapped file
 //! (or from decompressed copies of compressed sections).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, Range};
 use std::sync::{Arc, OnceLock};
@@ -66,12 +65,22 @@ const NEEDED: [SectionId; 10] = [
 /// offset) in the 32-bit format.
 const SKIP_UNIT_32: usize = 4 + 2 + 1 + 1 + 4 + 8 + 4;
 
-/// One arange: code addresses `begin..end` belong to the unit at `unit` in `.debug_info`.
+/// One arange: code addresses `begin..end` belong to `DwarfContext::units[unit]`.
 #[derive(Clone, Copy, Debug)]
 struct Arange {
     begin: u64,
     end: u64,
     unit: usize,
+}
+
+/// A unit that aranges name, and its addr2line context once built (`None` inside once the
+/// unit is known to need the whole-file context). Kept small: libc has 4,000 of them.
+struct UnitSlot {
+    /// Where the unit starts in `.debug_info`.
+    offset: usize,
+    /// Where its arange set lies in `.debug_aranges` (empty when it has several).
+    aranges: Range<usize>,
+    context: OnceLock<Option<Box<Addr2line>>>,
 }
 
 /// The DWARF of one file, read one compilation unit at a time.
@@ -94,9 +103,8 @@ pub(crate) struct DwarfContext {
     /// Sorted by `begin`; `reach[i]` is the largest `end` among `aranges[..=i]`.
     aranges: Vec<Arange>,
     reach: Vec<u64>,
-    /// One slot per unit that aranges name, filled on first lookup; `None` once the unit is
-    /// known to need the whole context.
-    units: HashMap<usize, OnceLock<Option<Addr2line>>>,
+    /// Every unit that aranges name, by offset.
+    units: Vec<UnitSlot>,
     whole: OnceLock<Result<Addr2line, String>>,
 }
 
@@ -149,9 +157,8 @@ pub(crate) fn load_context(owner: &SharedBytes) -> Result<DwarfContext, String> 
     };
     let debug_info = section(SectionId::DebugInfo);
     // Unreadable aranges are no worse than none: every lookup then takes the whole-file path.
-    let mut aranges = read_aranges(&gimli::DebugAranges::from(section(SectionId::DebugAranges)))
-        .unwrap_or_default();
-    aranges.sort_by_key(|a| (a.begin, a.end));
+    let (mut aranges, units) = read_aranges(&section(SectionId::DebugAranges)).unwrap_or_default();
+    aranges.sort_unstable_by_key(|a| (a.begin, a.end, a.unit));
     let reach = aranges
         .iter()
         .scan(0u64, |reach, a| {
@@ -159,7 +166,6 @@ pub(crate) fn load_context(owner: &SharedBytes) -> Result<DwarfContext, String> 
             Some(*reach)
         })
         .collect();
-    let units = aranges.iter().map(|a| (a.unit, OnceLock::new())).collect();
     Ok(DwarfContext {
         endian,
         sections,
@@ -171,16 +177,24 @@ pub(crate) fn load_context(owner: &SharedBytes) -> Result<DwarfContext, String> 
     })
 }
 
-fn read_aranges(aranges: &gimli::DebugAranges<Reader>) -> gimli::Result<Vec<Arange>> {
-    let mut out = Vec::new();
-    let mut headers = aranges.headers();
+/// The aranges (`unit` indexing the units) and the units they name, sorted by offset.
+fn read_aranges(section: &Reader) -> gimli::Result<(Vec<Arange>, Vec<UnitSlot>)> {
+    let mut sets: Vec<(usize, Range<usize>)> = Vec::new();
+    let mut aranges = Vec::new();
+    let mut headers = gimli::DebugAranges::from(section.clone()).headers();
     while let Some(header) = headers.next()? {
         let unit = header.debug_info_offset().0;
+        let start = header.offset().0;
+        let end = start
+            .checked_add(header.encoding().format.initial_length_size().into())
+            .and_then(|s| s.checked_add(header.length()))
+            .unwrap_or(start);
+        sets.push((unit, start..end));
         let mut entries = header.entries();
         while let Some(entry) = entries.next()? {
             let range = entry.range();
             if range.begin < range.end {
-                out.push(Arange {
+                aranges.push(Arange {
                     begin: range.begin,
                     end: range.end,
                     unit,
@@ -188,7 +202,27 @@ fn read_aranges(aranges: &gimli::DebugAranges<Reader>) -> gimli::Result<Vec<Aran
             }
         }
     }
-    Ok(out)
+    sets.sort_unstable_by_key(|(unit, set)| (*unit, set.start));
+    let mut units: Vec<UnitSlot> = Vec::with_capacity(sets.len());
+    for (offset, set) in sets {
+        match units.last_mut() {
+            // A unit with two sets: addr2line is given none and reads the unit's own ranges.
+            Some(last) if last.offset == offset => last.aranges = 0..0,
+            _ => units.push(UnitSlot {
+                offset,
+                aranges: set,
+                context: OnceLock::new(),
+            }),
+        }
+    }
+    units.shrink_to_fit();
+    for arange in &mut aranges {
+        // Every arange's unit is in `units`: both come from the same headers.
+        arange.unit = units
+            .binary_search_by_key(&arange.unit, |u| u.offset)
+            .unwrap_or(usize::MAX);
+    }
+    Ok((aranges, units))
 }
 
 impl DwarfContext {
@@ -225,13 +259,14 @@ impl DwarfContext {
     }
 
     fn unit_context(&self, unit: usize) -> Option<&Addr2line> {
-        self.units
-            .get(&unit)?
-            .get_or_init(|| self.build_unit_context(unit))
-            .as_ref()
+        let slot = self.units.get(unit)?;
+        slot.context
+            .get_or_init(|| self.build_unit_context(slot).map(Box::new))
+            .as_deref()
     }
 
-    fn build_unit_context(&self, unit: usize) -> Option<Addr2line> {
+    fn build_unit_context(&self, slot: &UnitSlot) -> Option<Addr2line> {
+        let unit = slot.offset;
         let header = gimli::DebugInfo::from(self.debug_info.clone())
             .header_from_offset(gimli::DebugInfoOffset(unit))
             .ok()?;
@@ -244,14 +279,23 @@ impl DwarfContext {
             return None;
         }
         let view = sparse_view(&self.debug_info, &[(unit, length)])?;
-        let dwarf = self.dwarf_with(Reader::new(view, self.endian));
+        // Only the unit's own arange set: addr2line reads every set it is given, and there are
+        // as many as units.
+        let mut aranges = self.section(SectionId::DebugAranges);
+        if aranges.skip(slot.aranges.start).is_err()
+            || aranges.truncate(slot.aranges.len()).is_err()
+        {
+            aranges = emptied(aranges);
+        }
+        let dwarf = self.dwarf_with(Reader::new(view, self.endian), aranges);
         Addr2line::from_dwarf(dwarf).ok()
     }
 
     fn whole(&self) -> Result<&Addr2line, String> {
         self.whole
             .get_or_init(|| {
-                Addr2line::from_dwarf(self.dwarf_with(self.debug_info.clone()))
+                let aranges = self.section(SectionId::DebugAranges);
+                Addr2line::from_dwarf(self.dwarf_with(self.debug_info.clone(), aranges))
                     .map_err(|e| e.to_string())
             })
             .as_ref()
@@ -265,11 +309,12 @@ impl DwarfContext {
             .map_or_else(|| emptied(self.debug_info.clone()), |(_, r)| r.clone())
     }
 
-    fn dwarf_with(&self, debug_info: Reader) -> gimli::Dwarf<Reader> {
+    fn dwarf_with(&self, debug_info: Reader, debug_aranges: Reader) -> gimli::Dwarf<Reader> {
         let empty = emptied(self.debug_info.clone());
         let loaded: Result<_, std::convert::Infallible> = gimli::Dwarf::load(|id| {
             Ok(match id {
                 SectionId::DebugInfo => debug_info.clone(),
+                SectionId::DebugAranges => debug_aranges.clone(),
                 _ if NEEDED.contains(&id) => self.section(id),
                 _ => empty.clone(),
             })
@@ -581,13 +626,32 @@ mod tests {
             }
         }
         assert!(compared > 500, "only {compared} addresses had frames");
-        let built = context.units.values().filter(|u| u.get().is_some()).count();
+        // Each unit's own arange set, as handed to its context, is exactly one whole set.
+        let mut sets = 0;
+        for slot in context.units.iter().filter(|u| !u.aranges.is_empty()) {
+            let mut set = context.section(SectionId::DebugAranges);
+            set.skip(slot.aranges.start).unwrap();
+            set.truncate(slot.aranges.len()).unwrap();
+            let mut headers = gimli::DebugAranges::from(set).headers();
+            let header = headers.next().unwrap().expect("one set");
+            assert_eq!(header.debug_info_offset().0, slot.offset);
+            let mut entries = header.entries();
+            while entries.next().expect("entries parse").is_some() {}
+            assert!(headers.next().unwrap().is_none(), "only one set");
+            sets += 1;
+        }
+        assert!(sets > 1000, "{sets} units have their own set");
+        let built = context
+            .units
+            .iter()
+            .filter(|u| u.context.get().is_some())
+            .count();
         assert!(built > 200, "{built} units were read one by one");
         assert!(
             context
                 .units
-                .values()
-                .all(|u| u.get().is_none_or(Option::is_some)),
+                .iter()
+                .all(|u| u.context.get().is_none_or(Option::is_some)),
             "no libc unit refers to another, so none needs the whole file"
         );
     }
