@@ -55,17 +55,53 @@ function stmt(db: Db, sql: string): Database.Statement {
   return s;
 }
 
-export function openDatabase(dataDir: string, options: { migrate?: boolean } = {}): Db {
+export interface OpenOptions {
+  /** Create or upgrade the schema (default true; worker connections leave it to the first one). */
+  migrate?: boolean;
+  /**
+   * `FULL` (default): a commit is on disk when it returns, which is what "acknowledged only once
+   * durable" needs. `NORMAL`: a commit only reaches the WAL file; the caller must fdatasync that
+   * file (`walPath`) before telling anyone the data is stored (the ingestion writer does, so that
+   * one sync covers many commits and runs while the next batch is being written).
+   */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Let commits on this connection checkpoint the WAL (default true). False when a checkpointer thread does it. */
+  autoCheckpoint?: boolean;
+}
+
+export function walPath(dataDir: string): string {
+  return path.join(dataDir, 'coroner.db-wal');
+}
+
+export function openDatabase(dataDir: string, options: OpenOptions = {}): Db {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = new Database(path.join(dataDir, 'coroner.db'));
-  // WAL: readers never block the writer. synchronous=FULL: a commit is on disk when it returns,
-  // which is what "acknowledged only once durable" needs.
+  // WAL: readers never block the writer.
   db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
+  db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
   db.pragma('busy_timeout = 10000');
   db.pragma('foreign_keys = ON');
+  if (options.autoCheckpoint === false) db.pragma('wal_autocheckpoint = 0');
   if (options.migrate !== false) migrate(db);
   return db;
+}
+
+/** WAL frames past which a checkpoint waits for the writer to pause so the WAL can start over. */
+const WAL_RESTART_FRAMES = 16_384;
+
+/**
+ * Copies committed WAL frames into the database file (the checkpointer thread, so that neither
+ * the ingestion writer nor the event loop pays for it). Passive first: it never blocks the
+ * writer; when the WAL has grown large under steady writes, a restart checkpoint briefly holds
+ * the writer back so the WAL can be reused from its start.
+ */
+export function checkpoint(db: Db): { frames: number; copied: number; restarted: boolean } {
+  const passive = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>;
+  const p = passive[0] ?? { busy: 0, log: 0, checkpointed: 0 };
+  if (p.log < WAL_RESTART_FRAMES) return { frames: p.log, copied: p.checkpointed, restarted: false };
+  const restart = db.pragma('wal_checkpoint(RESTART)') as Array<{ busy: number; log: number; checkpointed: number }>;
+  const r = restart[0] ?? p;
+  return { frames: r.log, copied: r.checkpointed, restarted: r.busy === 0 };
 }
 
 function migrate(db: Db): void {
@@ -226,6 +262,17 @@ function parseJson<T>(text: string, fallback: T): T {
   }
 }
 
+/**
+ * A receipt id: a version 7 UUID (48 bits of milliseconds, then random bits). Receipts made
+ * together sort together, so the rxid index grows at its right edge instead of dirtying a
+ * random page per crash.
+ */
+export function newRxid(now = Date.now()): string {
+  const random = randomUUID();
+  const ms = now.toString(16).padStart(12, '0').slice(-12);
+  return `${ms.slice(0, 8)}-${ms.slice(8, 12)}-7${random.slice(15)}`;
+}
+
 export function hashSessionToken(token: string): string {
   // Sessions are stored hashed: a copy of the database does not hand out live sessions.
   return createHash('sha256').update(token).digest('hex');
@@ -294,7 +341,7 @@ export function deleteProject(db: Db, projectId: number): string[] {
     const info = stmt(db, `DELETE FROM projects WHERE id = ?`).run(projectId);
     if (info.changes === 0) throw new StoreError(`There is no project with id ${projectId}.`);
     return files;
-  })();
+  }).immediate();
 }
 
 export function createUser(db: Db, universeId: number, username: string, email: string, passwordHash: string, superuser: boolean): User {
@@ -414,7 +461,7 @@ export function setGroupingRules(db: Db, projectId: number, rules: unknown): { v
     const version = getGroupingRules(db, projectId).version + 1;
     stmt(db, `INSERT INTO grouping_rules (project_id, version, rules, created_at) VALUES (?, ?, ?, ?)`).run(projectId, version, JSON.stringify(rules), now());
     return { version };
-  })();
+  }).immediate();
 }
 export function getGroupState(db: Db, projectId: number, fingerprint: string): GroupState {
   const r = stmt(db, `SELECT state FROM group_states WHERE project_id = ? AND fingerprint = ?`).get(projectId, fingerprint) as { state: GroupState } | undefined;
@@ -516,8 +563,14 @@ export interface PreparedCrash {
   attachments: Array<{ name: string; contentType: string; blob: PreparedBlob }>;
 }
 
+/**
+ * What an insert came to. A new crash only reports its id and receipt (the caller already has
+ * the rest, and it saves copying every attribute back across threads); a duplicate carries the
+ * stored object.
+ */
 export type InsertOutcome =
-  | { ok: true; object: CrashObject; existing: boolean }
+  | { ok: true; existing: false; id: number; rxid: string }
+  | { ok: true; existing: true; object: CrashObject }
   | { ok: false; message: string };
 
 /**
@@ -528,47 +581,55 @@ export type InsertOutcome =
 export function insertCrashes(db: Db, batch: PreparedCrash[]): { outcomes: InsertOutcome[]; unusedBlobs: PreparedBlob[] } {
   const unusedBlobs: PreparedBlob[] = [];
   const findByUuid = stmt(db, `SELECT * FROM objects WHERE project_id = ? AND uuid = ?`);
-  const nextId = stmt(db, `UPDATE projects SET next_object_id = next_object_id + 1 WHERE id = ? RETURNING next_object_id - 1 AS id`);
-  const insertObject = stmt(db, 
+  const nextIdOf = stmt(db, `SELECT next_object_id AS id FROM projects WHERE id = ?`);
+  const saveNextId = stmt(db, `UPDATE projects SET next_object_id = ? WHERE id = ?`);
+  // The uuid's uniqueness is checked by the insert itself (one index probe, not two).
+  const insertObject = stmt(db,
     `INSERT INTO objects (project_id, id, uuid, rxid, timestamp, received_at, fingerprint, callstack, classifiers, attributes, format, processed, body_blob, content_type)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (project_id, uuid) DO NOTHING`,
   );
-  const insertAttachment = stmt(db, 
+  const deleteBlob = stmt(db, `DELETE FROM blobs WHERE id = ?`);
+  const insertAttachment = stmt(db,
     `INSERT INTO attachments (project_id, object_id, name, content_type, size, blob_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
   );
-  const outcomes = db.transaction(() =>
-    batch.map((c): InsertOutcome => {
-      const existing = findByUuid.get(c.projectId, c.uuid) as ObjectRow | undefined;
-      if (existing) {
-        unusedBlobs.push(c.body, ...c.attachments.map((a) => a.blob));
-        return { ok: true, object: toCrashObject(existing), existing: true };
+  // IMMEDIATE: take the write lock first (waiting for a checkpoint that holds it), rather than
+  // read first and find the snapshot stale when upgrading.
+  const outcomes = db.transaction(() => {
+    // Ids are counted in memory for the batch and the counter is written once per project.
+    const nextIds = new Map<number, number>();
+    const result = batch.map((c): InsertOutcome => {
+      let id = nextIds.get(c.projectId);
+      if (id === undefined) {
+        const row = nextIdOf.get(c.projectId) as { id: number } | undefined;
+        if (!row) {
+          unusedBlobs.push(c.body, ...c.attachments.map((a) => a.blob));
+          return { ok: false, message: `There is no project with id ${c.projectId}.` };
+        }
+        id = row.id;
       }
-      const idRow = nextId.get(c.projectId) as { id: number } | undefined;
-      if (!idRow) {
-        unusedBlobs.push(c.body, ...c.attachments.map((a) => a.blob));
-        return { ok: false, message: `There is no project with id ${c.projectId}.` };
-      }
-      const rxid = randomUUID();
+      const rxid = newRxid();
       const bodyBlob = insertBlob(db, c.body);
-      insertObject.run(
-        c.projectId, idRow.id, c.uuid, rxid, c.timestamp, c.receivedAt, c.fingerprint, JSON.stringify(c.callstack),
+      const info = insertObject.run(
+        c.projectId, id, c.uuid, rxid, c.timestamp, c.receivedAt, c.fingerprint, JSON.stringify(c.callstack),
         JSON.stringify(c.classifiers), JSON.stringify(c.attributes), c.format, c.processed ? 1 : 0, bodyBlob, c.contentType,
       );
+      if (info.changes === 0) {
+        deleteBlob.run(bodyBlob);
+        unusedBlobs.push(c.body, ...c.attachments.map((a) => a.blob));
+        const existing = findByUuid.get(c.projectId, c.uuid) as ObjectRow | undefined;
+        if (!existing) throw new StoreError('A crash was refused by the database without a duplicate uuid.');
+        return { ok: true, existing: true, object: toCrashObject(existing) };
+      }
+      nextIds.set(c.projectId, id + 1);
       for (const a of c.attachments) {
         const blobId = insertBlob(db, a.blob);
-        insertAttachment.run(c.projectId, idRow.id, a.name, a.contentType, a.blob.size, blobId, c.receivedAt);
+        insertAttachment.run(c.projectId, id, a.name, a.contentType, a.blob.size, blobId, c.receivedAt);
       }
-      return {
-        ok: true,
-        existing: false,
-        object: {
-          id: idRow.id, projectId: c.projectId, uuid: c.uuid, rxid, timestamp: c.timestamp, receivedAt: c.receivedAt,
-          fingerprint: c.fingerprint, callstack: c.callstack, classifiers: c.classifiers, attributes: c.attributes,
-          format: c.format, processed: c.processed,
-        },
-      };
-    }),
-  )();
+      return { ok: true, existing: false, id, rxid };
+    });
+    for (const [projectId, next] of nextIds) saveNextId.run(next, projectId);
+    return result;
+  }).immediate();
   return { outcomes, unusedBlobs };
 }
 
@@ -609,7 +670,7 @@ export function addAttachment(db: Db, projectId: number, objectId: number, name:
     const info = stmt(db, `INSERT INTO attachments (project_id, object_id, name, content_type, size, blob_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
       .run(projectId, objectId, name, contentType, blob.size, blobId, now());
     return { id: Number(info.lastInsertRowid), objectId, name, size: blob.size, contentType };
-  })();
+  }).immediate();
 }
 
 /** One page of a project's objects in id order, after `afterId`. */
@@ -633,7 +694,7 @@ export function setObjectAttributes(db: Db, projectId: number, ids: number[], va
       changed++;
     }
     return changed;
-  })();
+  }).immediate();
 }
 
 /** Deletes objects with their attachments; returns how many went and the blob files to unlink. */
@@ -660,7 +721,7 @@ export function deleteObjects(db: Db, projectId: number, ids: number[]): { delet
       deleted++;
     }
     return { deleted, files };
-  })();
+  }).immediate();
 }
 
 // ---- names
@@ -691,35 +752,42 @@ export type WorkerRequest =
   | { op: 'deleteProject'; projectId: number }
   | { op: 'scanPage'; projectId: number; afterId: number; limit: number }
   | { op: 'getReportBody'; projectId: number; id: number }
-  | { op: 'getAttachment'; projectId: number; objectId: number; attachmentId: number };
+  | { op: 'getAttachment'; projectId: number; objectId: number; attachmentId: number }
+  | { op: 'checkpoint' };
 
 export type WorkerResponse =
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; message: string; storeError: boolean };
 
 
+/** Stores a batch of crashes in one transaction: large blobs go to files (synced) first. */
+export function ingest(db: Db, dataDir: string, batch: RawCrash[]): InsertOutcome[] {
+  const prepared: PreparedCrash[] = [];
+  try {
+    for (const c of batch) {
+      const { body, attachments, ...rest } = c;
+      prepared.push({
+        ...rest,
+        body: prepareBlob(dataDir, body),
+        attachments: attachments.map((a) => ({ name: a.name, contentType: a.contentType, blob: prepareBlob(dataDir, a.data) })),
+      });
+    }
+    const { outcomes, unusedBlobs } = insertCrashes(db, prepared);
+    discardBlobFiles(dataDir, unusedBlobs);
+    return outcomes;
+  } catch (err) {
+    for (const p of prepared) discardBlobFiles(dataDir, [p.body, ...p.attachments.map((a) => a.blob)]);
+    throw err;
+  }
+}
+
 /** Runs one request on `db`; blob files are written before, and unlinked after, the transactions that need it. */
 export function runRequest(db: Db, dataDir: string, request: WorkerRequest): unknown {
   switch (request.op) {
-    case 'ingest': {
-      const prepared: PreparedCrash[] = [];
-      try {
-        for (const c of request.batch) {
-          const { body, attachments, ...rest } = c;
-          prepared.push({
-            ...rest,
-            body: prepareBlob(dataDir, body),
-            attachments: attachments.map((a) => ({ name: a.name, contentType: a.contentType, blob: prepareBlob(dataDir, a.data) })),
-          });
-        }
-        const { outcomes, unusedBlobs } = insertCrashes(db, prepared);
-        discardBlobFiles(dataDir, unusedBlobs);
-        return outcomes;
-      } catch (err) {
-        for (const p of prepared) discardBlobFiles(dataDir, [p.body, ...p.attachments.map((a) => a.blob)]);
-        throw err;
-      }
-    }
+    case 'ingest':
+      return ingest(db, dataDir, request.batch);
+    case 'checkpoint':
+      return checkpoint(db);
     case 'addAttachment': {
       const blob = prepareBlob(dataDir, request.data);
       try {

@@ -3,10 +3,13 @@
  *
  * Threads: the calling thread keeps one connection for small reads and administrative writes
  * (users, tokens, sessions: each a millisecond). A writer worker owns a second connection and
- * runs ingestion in batches: while it commits one batch (one fsync), new crashes queue up and go
- * in the next: group commit, and the HTTP thread never waits on a disk sync. A reader worker
- * owns a third connection for scans and blob reads, so a long read never stalls ingestion or the
- * event loop. WAL lets all three proceed at once.
+ * runs ingestion in batches: the crashes of one event-loop turn go in one message, the messages
+ * that reach the writer while it is busy go in one transaction, and one fdatasync of the WAL,
+ * overlapping the next transaction, makes a run of commits durable before they are answered
+ * (sqlite-worker.ts): group commit, and the HTTP thread never waits on a disk sync. A reader
+ * worker owns a third connection for scans and blob reads, so a long read never stalls ingestion
+ * or the event loop. A checkpointer worker copies the WAL into the database file every
+ * `checkpointEveryMs`, off everyone's path. WAL lets them all proceed at once.
  *
  * `workers: false` runs the same operations on the calling thread (the admin CLI: one command,
  * no threads worth starting).
@@ -38,6 +41,8 @@ export interface SqliteStoreOptions {
   workers?: boolean;
   /** Most crashes committed in one transaction (default 1000). */
   maxBatch?: number;
+  /** How often the checkpointer copies the WAL into the database file while there are writes (default 500 ms). */
+  checkpointEveryMs?: number;
 }
 
 type WorkerRequest = ops.WorkerRequest;
@@ -54,9 +59,11 @@ class Executor {
   constructor(
     private readonly dataDir: string,
     private readonly inlineDb: ops.Db | undefined,
+    role: 'writer' | 'reader' | 'checkpointer',
+    maxBatch: number,
   ) {
     if (inlineDb) return;
-    this.worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), { workerData: { dataDir } });
+    this.worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), { workerData: { dataDir, role, maxBatch } });
     this.worker.on('message', (m: WorkerResponse) => {
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -112,17 +119,42 @@ interface QueuedCrash {
   reject: (e: Error) => void;
 }
 
+/** The object a new crash became, from what was submitted plus the id and receipt the store gave it. */
+function storedObject(crash: RawCrash, id: number, rxid: string): CrashObject {
+  return {
+    id,
+    projectId: crash.projectId,
+    uuid: crash.uuid,
+    rxid,
+    timestamp: crash.timestamp,
+    receivedAt: crash.receivedAt,
+    fingerprint: crash.fingerprint,
+    callstack: crash.callstack,
+    classifiers: crash.classifiers,
+    attributes: crash.attributes,
+    format: crash.format,
+    processed: crash.processed,
+  };
+}
+
 type ChangeEvent = { projectId: number; kind: 'insert' | 'update' | 'delete'; ids: number[] };
 
 export class SqliteStore implements Store {
   private readonly db: ops.Db;
   private readonly writer: Executor;
   private readonly reader: Executor;
+  private readonly checkpointer: Executor | undefined;
   private readonly events = new EventEmitter();
   private queue: QueuedCrash[] = [];
-  private flushing = false;
+  private sendScheduled = false;
+  /** Ingest messages sent and not yet answered. */
+  private inFlight = 0;
+  private idleWaiters: Array<() => void> = [];
   private closed = false;
   private readonly maxBatch: number;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private wroteSinceCheckpoint = false;
+  private checkpointing = false;
 
   /** Opens (creating if needed) the store in `dataDir`. */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
@@ -130,12 +162,30 @@ export class SqliteStore implements Store {
   }
 
   private constructor(readonly options: SqliteStoreOptions) {
-    this.db = ops.openDatabase(options.dataDir);
-    const inline = options.workers === false ? this.db : undefined;
-    this.writer = new Executor(options.dataDir, inline);
-    this.reader = new Executor(options.dataDir, inline);
+    const threads = options.workers !== false;
+    // With a checkpointer thread, no commit on this (the event loop's) connection checkpoints.
+    this.db = ops.openDatabase(options.dataDir, { autoCheckpoint: !threads });
+    const inline = threads ? undefined : this.db;
     this.maxBatch = options.maxBatch ?? 1000;
+    this.writer = new Executor(options.dataDir, inline, 'writer', this.maxBatch);
+    this.reader = new Executor(options.dataDir, inline, 'reader', this.maxBatch);
+    if (threads) {
+      this.checkpointer = new Executor(options.dataDir, undefined, 'checkpointer', this.maxBatch);
+      this.checkpointTimer = setInterval(() => this.checkpointSoon(), options.checkpointEveryMs ?? 500);
+      this.checkpointTimer.unref();
+    }
     this.events.setMaxListeners(0);
+  }
+
+  private checkpointSoon(): void {
+    if (!this.wroteSinceCheckpoint || this.checkpointing || !this.checkpointer || this.closed) return;
+    this.wroteSinceCheckpoint = false;
+    this.checkpointing = true;
+    this.checkpointer
+      .run({ op: 'checkpoint' })
+      // A checkpoint that fails is retried at the next tick; the WAL keeps the data meanwhile.
+      .catch(() => { this.wroteSinceCheckpoint = true; })
+      .finally(() => { this.checkpointing = false; });
   }
 
   get dataDir(): string {
@@ -145,9 +195,12 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    while (this.flushing || this.queue.length) await new Promise((r) => setTimeout(r, 5));
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    if (this.queue.length) this.sendQueued();
+    while (this.inFlight > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
     await this.writer.close();
     await this.reader.close();
+    await this.checkpointer?.close();
     this.db.close();
   }
 
@@ -170,6 +223,7 @@ export class SqliteStore implements Store {
   getProjectById(id: number): Promise<Project | undefined> { return this.sync(() => ops.getProjectById(this.db, id)); }
   createProject(universeId: number, name: string): Promise<Project> { return this.sync(() => ops.createProject(this.db, universeId, name)); }
   async deleteProject(projectId: number): Promise<void> {
+    this.wroteSinceCheckpoint = true;
     await this.writer.run({ op: 'deleteProject', projectId });
     this.events.emit('change', { projectId, kind: 'delete', ids: [] } satisfies ChangeEvent);
   }
@@ -206,42 +260,51 @@ export class SqliteStore implements Store {
     if (this.closed) return Promise.reject(new StoreError('The store is closed.'));
     return new Promise<StoredCrash>((resolve, reject) => {
       this.queue.push({ crash: { ...crash, receivedAt: Math.floor(Date.now() / 1000) }, resolve, reject });
-      if (!this.flushing) void this.flush();
+      // Everything submitted in this turn of the event loop travels in one message.
+      if (!this.sendScheduled) {
+        this.sendScheduled = true;
+        setImmediate(() => this.sendQueued());
+      }
     });
   }
 
-  /** Sends everything queued as one batch; what arrives meanwhile goes in the next one. */
-  private async flush(): Promise<void> {
-    this.flushing = true;
-    try {
-      while (this.queue.length) {
-        const batch = this.queue.splice(0, this.maxBatch);
-        let outcomes: ops.InsertOutcome[];
-        try {
-          outcomes = await this.writer.run<ops.InsertOutcome[]>({ op: 'ingest', batch: batch.map((q) => q.crash) });
-        } catch (err) {
-          for (const q of batch) q.reject(err as Error);
-          continue;
-        }
-        const inserted = new Map<number, number[]>();
-        batch.forEach((q, i) => {
-          const o = outcomes[i];
-          if (!o) q.reject(new Error('The store lost a crash of a batch.'));
-          else if (!o.ok) q.reject(new StoreError(o.message));
-          else {
-            if (!o.existing) {
-              const ids = inserted.get(o.object.projectId) ?? [];
-              ids.push(o.object.id);
-              inserted.set(o.object.projectId, ids);
-            }
-            q.resolve({ object: o.object, existing: o.existing });
-          }
+  /** Hands the queued crashes to the writer; it answers once they are durable (sqlite-worker.ts). */
+  private sendQueued(): void {
+    this.sendScheduled = false;
+    while (this.queue.length) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      this.inFlight++;
+      this.wroteSinceCheckpoint = true;
+      this.writer
+        .run<ops.InsertOutcome[]>({ op: 'ingest', batch: batch.map((q) => q.crash) })
+        .then(
+          (outcomes) => this.settle(batch, outcomes),
+          (err: Error) => {
+            for (const q of batch) q.reject(err);
+          },
+        )
+        .finally(() => {
+          this.inFlight--;
+          if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
         });
-        for (const [projectId, ids] of inserted) this.emitChange({ projectId, kind: 'insert', ids });
-      }
-    } finally {
-      this.flushing = false;
     }
+  }
+
+  private settle(batch: QueuedCrash[], outcomes: ops.InsertOutcome[]): void {
+    const inserted = new Map<number, number[]>();
+    batch.forEach((q, i) => {
+      const o = outcomes[i];
+      if (!o) q.reject(new Error('The store lost a crash of a batch.'));
+      else if (!o.ok) q.reject(new StoreError(o.message));
+      else if (o.existing) q.resolve({ object: o.object, existing: true });
+      else {
+        const ids = inserted.get(q.crash.projectId) ?? [];
+        ids.push(o.id);
+        inserted.set(q.crash.projectId, ids);
+        q.resolve({ object: storedObject(q.crash, o.id, o.rxid), existing: false });
+      }
+    });
+    for (const [projectId, ids] of inserted) this.emitChange({ projectId, kind: 'insert', ids });
   }
 
   getObject(projectId: number, id: number): Promise<CrashObject | undefined> { return this.sync(() => ops.getObject(this.db, projectId, id)); }
@@ -255,6 +318,7 @@ export class SqliteStore implements Store {
     return this.reader.run({ op: 'getAttachment', projectId, objectId, attachmentId });
   }
   async addAttachment(projectId: number, objectId: number, name: string, contentType: string, data: Uint8Array): Promise<AttachmentInfo> {
+    this.wroteSinceCheckpoint = true;
     const info = await this.writer.run<AttachmentInfo>({ op: 'addAttachment', projectId, objectId, name, contentType, data });
     this.emitChange({ projectId, kind: 'update', ids: [objectId] });
     return info;
@@ -271,11 +335,13 @@ export class SqliteStore implements Store {
   }
 
   async setObjectAttributes(projectId: number, ids: number[], values: Record<string, AttributeValue>): Promise<number> {
+    this.wroteSinceCheckpoint = true;
     const n = await this.writer.run<number>({ op: 'setObjectAttributes', projectId, ids, values });
     if (n) this.emitChange({ projectId, kind: 'update', ids });
     return n;
   }
   async deleteObjects(projectId: number, ids: number[]): Promise<number> {
+    this.wroteSinceCheckpoint = true;
     const n = await this.writer.run<number>({ op: 'deleteObjects', projectId, ids });
     if (n) this.emitChange({ projectId, kind: 'delete', ids });
     return n;
