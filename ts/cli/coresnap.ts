@@ -39,11 +39,13 @@ export async function main(argv: string[]): Promise<void> {
     .command('install')
     .description('register coresnap-handler in /proc/sys/kernel/core_pattern (remembers what was there)')
     .option('-c, --config <file>', 'coresnap.conf')
-    .option('--pipe-limit <n>', 'kernel.core_pipe_limit: handlers running at once before the kernel skips dumps', String(DEFAULT_PIPE_LIMIT))
-    .action((opts: { config?: string; pipeLimit: string }) => {
+    .option('--pipe-limit <n>', `kernel.core_pipe_limit: handlers running at once before the kernel skips dumps (default: dump.pipe_limit, ${DEFAULT_PIPE_LIMIT})`)
+    .action((opts: { config?: string; pipeLimit?: string }) => {
       requireRoot('install');
-      const pipeLimit = Number(opts.pipeLimit);
-      if (!Number.isInteger(pipeLimit) || pipeLimit < 1) throw new UsageError(`--pipe-limit ${opts.pipeLimit}: expected a whole number of at least 1`);
+      const pipeLimit = opts.pipeLimit === undefined ? undefined : Number(opts.pipeLimit);
+      if (pipeLimit !== undefined && (!Number.isInteger(pipeLimit) || pipeLimit < 1)) {
+        throw new UsageError(`--pipe-limit ${opts.pipeLimit}: expected a whole number of at least 1`);
+      }
       // The daemon needs the tokens; installing the handler does not (crashes spool either way).
       const config = configOf(opts.config, true);
       const result = install(config, { pipeLimit });

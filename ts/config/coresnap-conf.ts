@@ -24,6 +24,8 @@ import { parseBoolean, parseDuration, parseQuota, type Quota } from './units.js'
 export const CONFIG_SEARCH_PATH = ['/usr/local/etc/coresnap/coresnap.conf', '/etc/coresnap/coresnap.conf'] as const;
 export const DEFAULT_ARCHIVE = '/var/coresnap/archive';
 export const DEFAULT_PROJECT = 'blackhole';
+/** kernel.core_pipe_limit: handlers running at once before the kernel skips dumps. */
+export const DEFAULT_PIPE_LIMIT = 64;
 export const DEFAULTS_COMMAND_SEARCH = ['/usr/local/etc/coresnap/defaults', '/etc/coresnap/defaults'] as const;
 /** Environment names the handler copies by default (never secrets). */
 export const DEFAULT_ENV_ALLOWLIST = ['LANG', 'LC_ALL', 'TZ', 'GOTRACEBACK', 'GOMAXPROCS', 'LD_LIBRARY_PATH', 'LD_PRELOAD'];
@@ -51,6 +53,8 @@ export interface CoresnapConfig {
   /** `dump.rate = N/<duration>`: per executable; burst 0 means no limit. */
   rateBurst: number;
   rateWindowSeconds: number;
+  /** `dump.pipe_limit`: the kernel.core_pipe_limit install sets. */
+  pipeLimit: number;
   envAllowlist: string[];
   /** `capture.only`: spool only executables under this folder ... */
   captureOnly: string | null;
@@ -110,6 +114,7 @@ export function parseCoresnapConf(text: string, file: string | null, options: Lo
     ignoreCoreLimit: false,
     rateBurst: 10,
     rateWindowSeconds: 60,
+    pipeLimit: DEFAULT_PIPE_LIMIT,
     envAllowlist: [...DEFAULT_ENV_ALLOWLIST],
     captureOnly: null,
     captureOthers: 'core',
@@ -181,6 +186,7 @@ export function parseCoresnapConf(text: string, file: string | null, options: Lo
       config.rateWindowSeconds = Math.max(1, Math.round(seconds));
       return null;
     },
+    'dump.pipe_limit': positive('dump.pipe_limit', (n) => (config.pipeLimit = n)),
     'capture.env': (value) => {
       const names = value.split(/[\s,]+/).filter(Boolean);
       const bad = names.find((n) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(n));

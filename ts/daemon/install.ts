@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import type { CoresnapConfig } from '../config/coresnap-conf.js';
+export { DEFAULT_PIPE_LIMIT } from '../config/coresnap-conf.js';
 import { quotaForHandler } from '../config/units.js';
 import { packageRoot } from '../native/index.js';
 import { ArchiveLayout, type Owner, prepareArchive, writeFileAtomic } from './archive.js';
@@ -24,8 +25,6 @@ export const CORE_PIPE_LIMIT = '/proc/sys/kernel/core_pipe_limit';
 /** The kernel keeps at most 127 bytes of core_pattern (CORENAME_MAX_SIZE). */
 export const CORE_PATTERN_MAX = 127;
 export const HANDLER_NAME = 'coresnap-handler';
-/** How many handlers may run at once before the kernel skips dumps ("over core_pipe_limit"). */
-export const DEFAULT_PIPE_LIMIT = 64;
 const SPECIFIERS = '%P %I %s %c %d %t %e';
 
 /** Where the native handler is, in native-exec.sh's order. */
@@ -185,6 +184,7 @@ export interface InstallOptions {
   handler?: string;
   /** Create the analysis user when it is missing (default true). */
   createUser?: boolean;
+  /** Overrides dump.pipe_limit. */
   pipeLimit?: number;
 }
 
@@ -221,7 +221,7 @@ export function install(config: CoresnapConfig, options: InstallOptions = {}): I
   writeFileAtomic(path.join(layout.state, PREVIOUS_PATTERN), `${previous}\n`, 0o600);
   writeFileAtomic(path.join(layout.state, PREVIOUS_PIPE_LIMIT), `${previousPipeLimit}\n`, 0o600);
 
-  const pipeLimit = Math.max(options.pipeLimit ?? DEFAULT_PIPE_LIMIT, 1);
+  const pipeLimit = Math.max(options.pipeLimit ?? config.pipeLimit, 1);
   const changed = current !== pattern;
   if (changed) writeProc(CORE_PATTERN, pattern);
   if (currentPipeLimit !== pipeLimit) writeProc(CORE_PIPE_LIMIT, String(pipeLimit));

@@ -55,6 +55,13 @@ fn status_id(status: &str, key: &str) -> Option<u32> {
         .and_then(|n| n.parse().ok())
 }
 
+/// Just the executable's path (cheap: one readlink), for the decisions made before the rest of
+/// `/proc` is read (rate limit, core size limit), so a storm's dropped crashes cost little.
+pub fn executable_of(pid: i32) -> Option<String> {
+    let link = readlink_at(libc::AT_FDCWD, &format!("/proc/{pid}/exe")).ok()?;
+    Some(link.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(link))
+}
+
 impl ProcessFacts {
     /// Reads `/proc/<pid>`; what cannot be read is left out and noted in `problems`.
     pub fn read(pid: i32, env_allowlist: &[String]) -> ProcessFacts {

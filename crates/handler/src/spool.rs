@@ -4,7 +4,7 @@ use crate::archive::{free_space, fstat, fsync, open_at, rename_at, unlink_at, Ar
 use crate::args::{CoreLimit, KernelArgs};
 use crate::conf::{HandlerConf, Others, Quota};
 use crate::counters::{self, RateDecision};
-use crate::proc_info::ProcessFacts;
+use crate::proc_info::{self, ProcessFacts};
 use crate::HandlerError;
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
@@ -33,11 +33,8 @@ const QUOTA_RECHECK: u64 = 16 * 1024 * 1024;
 
 /// Handles one crash whose core arrives on `input`.
 pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &mut dyn Read) -> Result<Outcome, HandlerError> {
-    let facts = ProcessFacts::read(args.pid, &conf.env_allowlist);
-    let executable = facts
-        .executable
-        .clone()
-        .or_else(|| facts.comm.clone())
+    // Decide first on the executable alone; read the rest of /proc only for crashes we keep.
+    let executable = proc_info::executable_of(args.pid)
         .or_else(|| args.comm.clone())
         .unwrap_or_else(|| format!("pid {}", args.pid));
     let state = archive.state.as_raw_fd();
@@ -47,7 +44,10 @@ pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &
             let _ = counters::bump(state, counters::PASSED_THROUGH, 1);
             let written = match conf.others {
                 Others::Drop => None,
-                Others::Core => write_kernel_style_core(args, &facts, input)?,
+                Others::Core => {
+                    let facts = ProcessFacts::read(args.pid, &[]);
+                    write_kernel_style_core(args, &facts, input)?
+                }
             };
             return Ok(Outcome::PassedThrough { executable, written });
         }
@@ -76,6 +76,7 @@ pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &
         }
     }
 
+    let facts = ProcessFacts::read(args.pid, &conf.env_allowlist);
     let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
     let tmp = archive.tmp.as_raw_fd();
     let core_tmp = format!("{uuid}.core");

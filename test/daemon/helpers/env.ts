@@ -23,12 +23,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` until it returns a value (not undefined/false) or the time is up. */
-export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+export async function waitFor<T>(what: string | (() => string), check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(100);
   }
 }
@@ -240,7 +240,7 @@ export class DaemonProcess {
   }
 
   waitForLog(pattern: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> {
-    return waitFor(`coresnapd to log ${pattern}\n--- log so far ---\n${this.output}`, () => this.output.match(pattern) ?? undefined, timeoutMs);
+    return waitFor(() => `coresnapd to log ${pattern}\n--- log so far ---\n${this.output}`, () => this.output.match(pattern) ?? undefined, timeoutMs);
   }
 
   count(pattern: RegExp): number {
