@@ -10,6 +10,7 @@ import path from 'node:path';
 import test from 'ava';
 
 import { DEFAULT_ARCHIVE, parseCoresnapConf, routeFor } from '../../ts/config/coresnap-conf.js';
+import { packageRoot } from '../../ts/native/index.js';
 import { parseCoronerCf } from '../../ts/config/coroner-cf.js';
 import { ConfigError } from '../../ts/config/problems.js';
 import { formatSize, parseDuration, parseQuota, requiredFree } from '../../ts/config/units.js';
@@ -133,4 +134,16 @@ test('units: durations, quotas, sizes as the vendor prints them', (t) => {
   t.is(formatSize(9450), '9.45kB');
   t.is(formatSize(3_120_000), '3.12mB');
   t.is(formatSize(812), '812B');
+});
+
+test('the shipped sample etc/coresnap.conf reads without a problem or a warning', (t) => {
+  const file = path.join(packageRoot, 'etc', 'coresnap.conf');
+  const config = parseCoresnapConf(fs.readFileSync(file, 'utf8'), file, { env: {}, withoutCoroner: true });
+  t.deepEqual(config.warnings, []);
+  t.is(config.archivePath, DEFAULT_ARCHIVE);
+  t.deepEqual(config.dumpQuota, { kind: 'percent', percent: 10 });
+  t.is(config.purgeAgeSeconds, 86_400);
+  t.is(config.rateBurst, 10);
+  t.is(config.rateWindowSeconds, 60);
+  t.deepEqual(config.routes.map((r) => r.project), ['blackhole']);
 });

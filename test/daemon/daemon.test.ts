@@ -10,6 +10,8 @@ import path from 'node:path';
 
 import test from 'ava';
 
+import { packageRoot } from '../../ts/native/index.js';
+
 import {
   compileCrash,
   CORESNAP,
@@ -328,4 +330,76 @@ test('a configuration problem at start names file:line and exits 2', async (t) =
   t.is(code, 2);
   const line = fs.readFileSync(env.conf, 'utf8').split('\n').indexOf('format.1 = nosuch %e /x$') + 1;
   t.regex(daemon.output, new RegExp(`${env.conf}:${line}: project nosuch has no token in ${env.coronerCf}`));
+});
+
+test('the SysV init script starts, reports, reloads and stops coresnapd', async (t) => {
+  const rx = new Receiver();
+  await rx.start();
+  t.teardown(() => rx.stop());
+  const env = writeConfig(sub('initd'), rx.url, { blackhole: 'tok' });
+  const script = path.join(packageRoot, 'etc', 'init.d', 'coresnapd');
+  const vars = { ...process.env, DAEMON: path.join(packageRoot, 'bin', 'coresnapd'), DAEMON_ARGS: `-c ${env.conf} --no-install`, PIDFILE: path.join(env.dir, 'coresnapd.pid') };
+  const run = (action: string): string => execFileSync(script, [action], { env: vars, encoding: 'utf8' });
+  const logFile = path.join(env.archive, 'log', 'coresnap.log');
+  const log = (): string => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+  t.regex(run('start'), /coresnapd started \(pid \d+\)/);
+  try {
+    await waitFor(() => `the start in the log\n${log()}`, () => log().includes('coresnapd started'));
+    t.regex(run('status'), /coresnapd is running/);
+    run('reload');
+    await waitFor(() => `the reload in the log\n${log()}`, () => log().includes('configuration reloaded'));
+    const [uuid] = await spool(env.archive);
+    await waitFor(() => `the crash processed\n${log()}`, () => log().includes(`crash ${uuid} processed`));
+  } finally {
+    run('stop');
+  }
+  t.regex(log(), /SIGTERM received, stopping/);
+  const status = (() => {
+    try {
+      return run('status');
+    } catch (err) {
+      return String((err as { stdout?: string }).stdout);
+    }
+  })();
+  t.regex(status, /coresnapd is not running/);
+});
+
+test('with a syslog socket, every line goes there as coresnap[pid] with its severity', async (t) => {
+  const rx = new Receiver();
+  await rx.start();
+  t.teardown(() => rx.stop());
+  const env = writeConfig(sub('syslog'), rx.url, { blackhole: 'tok' });
+  const socket = path.join(env.dir, 'log.sock');
+  const received = path.join(env.dir, 'received');
+  // A minimal syslog daemon: one datagram per line into a file.
+  const listener = execFileSync('sh', ['-c', `python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("bound", flush=True)
+with open(sys.argv[2], "ab", buffering=0) as out:
+    while True:
+        out.write(s.recv(65536) + b"\\n")
+' "${socket}" "${received}" > ${env.dir}/listener.out 2>&1 & echo $!`], { encoding: 'utf8' }).trim();
+  t.teardown(() => {
+    try {
+      process.kill(Number(listener), 'SIGKILL');
+    } catch {
+      // gone
+    }
+  });
+  await waitFor('the listener to bind', () => fs.existsSync(socket));
+  const daemon = new DaemonProcess(env.conf, ['--no-install'], { CORESNAP_SYSLOG_SOCKET: socket });
+  try {
+    const read = (): string => (fs.existsSync(received) ? fs.readFileSync(received, 'utf8') : '');
+    await waitFor(() => `the start line in syslog\n${read()}`, () => /coresnapd started/.test(read()));
+    const [uuid] = await spool(env.archive);
+    await waitFor(() => `the crash in syslog\n${read()}`, () => read().includes(`crash ${uuid} processed`));
+    const lines = read().split('\n').filter(Boolean);
+    const executing = lines.find((l) => l.includes('Executing slave:'));
+    t.regex(executing ?? '', new RegExp(`^<30>.*coresnap\\[${daemon.child.pid}\\]: Executing slave: `));
+    t.false(fs.existsSync(path.join(env.archive, 'log', 'coresnap.log')) && fs.readFileSync(path.join(env.archive, 'log', 'coresnap.log'), 'utf8').includes('Executing'), 'with syslog, the daemon does not write the file');
+  } finally {
+    await daemon.stop();
+  }
 });
