@@ -3,10 +3,11 @@
 
 import { ApiError, logout, session, SESSION_KEY, setUnauthorizedHandler } from './api.js';
 import { h, link, replace } from './dom.js';
-import { adminIntegrationsPage, adminProjectsPage, adminUsersPage, attributesPage, tokensPage } from './pages/admin.js';
+import { adminProjectsPage, adminUsersPage, attributesPage, tokensPage } from './pages/admin.js';
 import { crashPage } from './pages/crash.js';
 import { groupPage } from './pages/group.js';
 import { groupsPage } from './pages/groups.js';
+import { adminIntegrationsPage, deliveryPage, integrationLogPage, projectIntegrationsPage } from './pages/integrations.js';
 import { loginPage } from './pages/login.js';
 import { projectsPage } from './pages/projects.js';
 import { currentRoute, go, type Route } from './route.js';
@@ -23,7 +24,7 @@ export interface PageContext {
 type Page = (ctx: PageContext, ...args: string[]) => Promise<void>;
 
 function pick(route: Route): { name: string; page: Page; args: string[] } {
-  const [a, b, c, d] = route.path;
+  const [a, b, c, d, e, f, g] = route.path;
   if (a === 'login') return { name: 'login', page: loginPage, args: [] };
   if (a === 'p' && b !== undefined && c === undefined) return { name: 'groups', page: groupsPage, args: [b] };
   if (a === 'p' && b !== undefined && c === 'g' && d !== undefined) return { name: 'group', page: groupPage, args: [b, d] };
@@ -33,6 +34,11 @@ function pick(route: Route): { name: string; page: Page; args: string[] } {
   if (a === 'admin' && b === 'integrations') return { name: 'admin-integrations', page: adminIntegrationsPage, args: [] };
   if (a === 'admin' && b === 'p' && c !== undefined && d === 'tokens') return { name: 'admin-tokens', page: tokensPage, args: [c] };
   if (a === 'admin' && b === 'p' && c !== undefined && d === 'attributes') return { name: 'admin-attributes', page: attributesPage, args: [c] };
+  if (a === 'admin' && b === 'p' && c !== undefined && d === 'integrations') {
+    if (e === undefined) return { name: 'admin-project-integrations', page: projectIntegrationsPage, args: [c] };
+    if (f === undefined) return { name: 'admin-integration-log', page: integrationLogPage, args: [c, e] };
+    if (f === 'deliveries' && g !== undefined) return { name: 'admin-delivery', page: deliveryPage, args: [c, e, g] };
+  }
   return { name: 'projects', page: projectsPage, args: [] };
 }
 

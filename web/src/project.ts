@@ -33,12 +33,17 @@ export function chosenAttrs(params: URLSearchParams, columns: ColumnDescription[
   return wanted.filter((a) => names.has(a)).slice(0, 6);
 }
 
-export function projectHeader(project: string, active: 'groups' | 'tokens' | 'attributes', title?: string): HTMLElement {
+export function projectHeader(project: string, active: 'groups' | 'tokens' | 'attributes' | 'integrations', title?: string): HTMLElement {
   const su = Boolean(session()?.user.superuser);
   const tab = (name: typeof active, label: string, target: string) => link(target, label) as HTMLAnchorElement;
   const tabs = [tab('groups', 'Crash groups', href(['p', project]))];
-  if (su) tabs.push(tab('tokens', 'Tokens', href(['admin', 'p', project, 'tokens'])), tab('attributes', 'Attributes', href(['admin', 'p', project, 'attributes'])));
-  const names: Array<typeof active> = su ? ['groups', 'tokens', 'attributes'] : ['groups'];
+  if (su)
+    tabs.push(
+      tab('tokens', 'Tokens', href(['admin', 'p', project, 'tokens'])),
+      tab('attributes', 'Attributes', href(['admin', 'p', project, 'attributes'])),
+      tab('integrations', 'Integrations', href(['admin', 'p', project, 'integrations'])),
+    );
+  const names: Array<typeof active> = su ? ['groups', 'tokens', 'attributes', 'integrations'] : ['groups'];
   tabs.forEach((t, i) => {
     if (names[i] === active) t.className = 'active';
   });

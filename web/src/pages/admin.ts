@@ -1,6 +1,7 @@
 // Configuration, as the vendor guide walks through it: projects (create), a project's tokens
 // (create, copy with the clipboard icon, revoke), users (create), a project's attributes
-// (declare name, type, format), and where workflow integrations will be configured.
+// (declare name, type, format). Workflow integrations have their own module (integrations.ts),
+// which shares this one's shell, form and clipboard button.
 
 import { apiJson, session } from '../api.js';
 import { h, link, type Child } from '../dom.js';
@@ -17,7 +18,7 @@ interface Token {
   capabilities: string[];
   created_at: number;
 }
-interface Project {
+export interface Project {
   id: number;
   name: string;
   created_at: number;
@@ -37,7 +38,7 @@ interface Declaration {
   description: string;
 }
 
-function adminShell(ctx: PageContext, active: string, ...content: Child[]): void {
+export function adminShell(ctx: PageContext, active: string, ...content: Child[]): void {
   const item = (key: string, label: string, target: string) => h('li', null, h('a', { href: target, class: key === active ? 'active' : '' }, label));
   ctx.main.append(
     h(
@@ -49,14 +50,14 @@ function adminShell(ctx: PageContext, active: string, ...content: Child[]): void
   );
 }
 
-function needSuperuser(ctx: PageContext): boolean {
+export function needSuperuser(ctx: PageContext): boolean {
   if (session()?.user.superuser) return true;
   ctx.main.append(h('div', { class: 'error', role: 'alert' }, 'Configuration needs a superuser; ask an administrator of this universe.'));
   return false;
 }
 
 /** A form whose submit runs `action` and shows its error beside the button. */
-function actionForm(cls: string, fields: Child[], submitLabel: string, action: () => Promise<void>): HTMLFormElement {
+export function actionForm(cls: string, fields: Child[], submitLabel: string, action: () => Promise<void>): HTMLFormElement {
   const message = h('span', { class: 'error inline', role: 'alert', hidden: true });
   const button = h('button', { type: 'submit' }, submitLabel);
   return h(
@@ -100,8 +101,9 @@ export async function copyText(text: string): Promise<void> {
 const CLIPBOARD_ICON =
   '<svg width="16" height="16" viewBox="0 0 16 16" aria-hidden="true"><rect x="4" y="3" width="9" height="11" rx="1.5" fill="none" stroke="currentColor" stroke-width="1.4"/><path d="M6 3V2h5v1" fill="none" stroke="currentColor" stroke-width="1.4"/><path d="M2.5 12V1.5H10" fill="none" stroke="currentColor" stroke-width="1.2" opacity=".5"/></svg>';
 
-function clipboardButton(text: string): HTMLButtonElement {
-  const button = h('button', { type: 'button', class: 'icon copy', title: 'copy the token to the clipboard', 'aria-label': 'copy the token to the clipboard' });
+export function clipboardButton(text: string, what = 'the token'): HTMLButtonElement {
+  const title = `copy ${what} to the clipboard`;
+  const button = h('button', { type: 'button', class: 'icon copy', title, 'aria-label': title });
   button.innerHTML = CLIPBOARD_ICON;
   button.addEventListener('click', async () => {
     try {
@@ -110,7 +112,7 @@ function clipboardButton(text: string): HTMLButtonElement {
       button.title = 'copied';
       setTimeout(() => {
         button.classList.remove('copied');
-        button.title = 'copy the token to the clipboard';
+        button.title = title;
       }, 1500);
     } catch (err) {
       button.title = `could not copy: ${(err as Error).message}`;
@@ -146,7 +148,15 @@ export async function adminProjectsPage(ctx: PageContext): Promise<void> {
             h('td', null, link(href(['p', p.name]), p.name)),
             h('td', null, formatTime(p.created_at)),
             h('td', { class: 'num' }, String(p.tokens?.length ?? 0)),
-            h('td', null, link(href(['admin', 'p', p.name, 'tokens']), 'Tokens'), ' · ', link(href(['admin', 'p', p.name, 'attributes']), 'Attributes')),
+            h(
+              'td',
+              null,
+              link(href(['admin', 'p', p.name, 'tokens']), 'Tokens'),
+              ' · ',
+              link(href(['admin', 'p', p.name, 'attributes']), 'Attributes'),
+              ' · ',
+              link(href(['admin', 'p', p.name, 'integrations']), 'Integrations'),
+            ),
           ),
         ),
       ),
@@ -271,20 +281,5 @@ export async function attributesPage(ctx: PageContext, project: string): Promise
           h('thead', null, h('tr', null, h('th', null, 'Name'), h('th', null, 'Type'), h('th', null, 'Format'), h('th', null, 'Description'))),
           h('tbody', null, data.attributes.map((a) => h('tr', { 'data-attribute': a.name }, h('td', { class: 'mono' }, a.name), h('td', null, a.type), h('td', null, a.format), h('td', null, a.description || '—')))),
         ),
-  );
-}
-
-export async function adminIntegrationsPage(ctx: PageContext): Promise<void> {
-  if (!needSuperuser(ctx)) return;
-  adminShell(
-    ctx,
-    'integrations',
-    h('h1', null, 'Workflow integrations'),
-    h(
-      'div',
-      { class: 'card placeholder' },
-      h('p', null, 'Workflow integrations (alerts to ticketing and messaging services when a new crash group appears or a resolved one comes back) are not available in this version of coroner yet.'),
-      h('p', { class: 'muted' }, 'When they are, they are configured here, per project.'),
-    ),
   );
 }
