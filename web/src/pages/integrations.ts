@@ -283,6 +283,12 @@ export async function projectIntegrationsPage(ctx: PageContext, project: string)
   );
 }
 
+/** The group a delivery is about, linked; a test message names no real group. */
+function groupOf(project: string, d: Delivery, show: (fp: string) => string): Child {
+  if (d.event === 'test') return h('span', { class: 'muted' }, 'none (a test)');
+  return d.fingerprint ? link(href(['p', project, 'g', d.fingerprint]), show(d.fingerprint)) : '—';
+}
+
 function deliveryRow(project: string, integration: number, d: Delivery, retry: (d: Delivery) => Promise<void>): HTMLElement {
   const open = href(['admin', 'p', project, 'integrations', integration, 'deliveries', d.id]);
   const when = d.status === 'delivered' ? d.delivered_at : (d.last_attempt_at ?? d.created_at);
@@ -291,10 +297,10 @@ function deliveryRow(project: string, integration: number, d: Delivery, retry: (
     { 'data-delivery': d.id, 'data-status': d.status, 'data-event': d.event, class: `status-${d.status}` },
     h('td', null, link(open, String(d.id))),
     h('td', { class: 'event' }, d.event),
-    h('td', { class: 'mono' }, d.fingerprint ? link(href(['p', project, 'g', d.fingerprint]), shortFingerprint(d.fingerprint)) : '—'),
+    h('td', { class: 'mono group' }, groupOf(project, d, shortFingerprint)),
     h('td', null, statusBadge(d), d.status === 'pending' && d.next_attempt_at ? h('div', { class: 'muted' }, `next try ${formatTime(d.next_attempt_at)}`) : null),
     h('td', { class: 'num attempts' }, String(d.attempts)),
-    h('td', { class: 'last-error' }, d.last_error ? [d.last_status ? h('span', { class: 'mono' }, `${d.last_status} `) : null, d.last_error] : d.last_status ? h('span', { class: 'mono' }, String(d.last_status)) : '—'),
+    h('td', { class: d.last_error ? 'last-answer last-error' : 'last-answer' }, d.last_error ?? (d.last_status !== undefined ? `HTTP ${d.last_status}` : '—')),
     h('td', { title: formatTime(when) }, formatTime(when), h('div', { class: 'muted' }, formatAgo(when))),
     h('td', null, d.status === 'delivered' ? null : actionButton('Retry now', 'secondary retry', () => retry(d))),
   );
@@ -349,7 +355,7 @@ export async function integrationLogPage(ctx: PageContext, project: string, idTe
         : h(
             'table',
             { class: 'list deliveries', 'data-loads': ++loads },
-            h('thead', null, h('tr', null, h('th', null, '#'), h('th', null, 'Event'), h('th', null, 'Group'), h('th', null, 'Status'), h('th', { class: 'num' }, 'Attempts'), h('th', null, 'Last error'), h('th', null, 'Time'), h('th', null, ''))),
+            h('thead', null, h('tr', null, h('th', null, '#'), h('th', null, 'Event'), h('th', null, 'Group'), h('th', null, 'Status'), h('th', { class: 'num' }, 'Attempts'), h('th', null, 'Last answer'), h('th', null, 'Time'), h('th', null, ''))),
             h('tbody', null, page.deliveries.map((d) => deliveryRow(project, id, d, retry))),
           ),
       h(
@@ -426,7 +432,7 @@ export async function deliveryPage(ctx: PageContext, project: string, idText: st
         h('dt', null, 'Attempts'),
         h('dd', { class: 'attempts' }, String(d.attempts)),
         h('dt', null, 'Group'),
-        h('dd', { class: 'mono' }, d.fingerprint ? link(href(['p', project, 'g', d.fingerprint]), d.fingerprint) : '—'),
+        h('dd', { class: 'mono' }, groupOf(project, d, (fp) => fp)),
         h('dt', null, 'Queued'),
         h('dd', null, formatTime(d.created_at)),
         h('dt', null, 'Delivery id'),
