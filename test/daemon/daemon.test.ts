@@ -221,7 +221,11 @@ test('server down, then up: uploads retry with backoff and each crash arrives on
 test('kill -9 of the daemon mid-processing, then a restart: nothing lost, nothing sent twice, no ptrace left behind', async (t) => {
   const rx = new Receiver();
   await rx.start();
-  const env = writeConfig(sub('kill9'), rx.url, { blackhole: 'tok' });
+  const dir = sub('kill9');
+  // A ptrace that takes 3 s, so the kill lands while it runs (not after the upload).
+  const slow = path.join(dir, 'slow-ptrace');
+  fs.writeFileSync(slow, `#!/bin/sh\nsleep 3\nexec ${path.join(packageRoot, 'bin', 'ptrace')} "$@"\n`, { mode: 0o755 });
+  const env = writeConfig(dir, rx.url, { blackhole: 'tok' }, [`ptrace.path = ${slow}`]);
   fs.mkdirSync(env.archive);
   const uuids = await spool(env.archive, exe, core, 4);
   t.is(uuids.length, 4);

@@ -6,6 +6,8 @@
  * malformed body), so the daemon can retry the first forever and park the second.
  */
 
+import { gzipSync } from 'node:zlib';
+
 import { Agent, request } from 'undici';
 
 import type { CoronerConfig } from '../config/coroner-cf.js';
@@ -32,6 +34,8 @@ function agentFor(insecure: boolean, timeoutMs: number): Agent {
   return agent;
 }
 
+const GZIP_ABOVE = 32 * 1024;
+
 export function submissionUrl(coroner: CoronerConfig, token: string): string {
   return `${coroner.write}/post?format=json&token=${encodeURIComponent(token)}`;
 }
@@ -52,13 +56,18 @@ export async function upload(coroner: CoronerConfig, project: string, body: Buff
     return { kind: 'permanent', reason: `project ${project} has no token in ${coroner.file} [tokens]` };
   }
   const timeoutMs = Math.max(1000, timeoutSeconds * 1000);
+  // As coroner put does: bodies over 32 KiB travel gzip-encoded (snapshots shrink about 10x).
+  const compress = body.length > GZIP_ABOVE;
+  const payload = compress ? gzipSync(body) : body;
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'coresnapd' };
+  if (compress) headers['content-encoding'] = 'gzip';
   let status: number;
   let text: string;
   try {
     const response = await request(submissionUrl(coroner, token), {
       method: 'POST',
-      body,
-      headers: { 'content-type': 'application/json', 'user-agent': 'coresnapd' },
+      body: payload,
+      headers,
       dispatcher: agentFor(coroner.insecure, timeoutMs),
     });
     status = response.statusCode;

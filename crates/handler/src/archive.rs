@@ -12,18 +12,37 @@ use std::path::{Path, PathBuf};
 
 /// The folders the handler writes into, with the mode it gives them when it has to create them
 /// (`coresnap install` creates them first, with their group).
-pub const HANDLER_DIRS: &[(&str, u32)] = &[("tmp", 0o700), ("pending", 0o750), ("meta", 0o750), ("state", 0o700), ("log", 0o750)];
+pub const HANDLER_DIRS: &[(&str, u32)] = &[
+    ("tmp", 0o700),
+    ("pending", 0o750),
+    ("meta", 0o750),
+    ("state", 0o700),
+    ("log", 0o750),
+];
 
 fn cstring(name: &str) -> io::Result<CString> {
-    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name with a NUL byte"))
+    CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name with a NUL byte"))
 }
 
 /// `openat(dir, name, flags | O_CLOEXEC, mode)`.
-pub fn open_at(dir: RawFd, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+pub fn open_at(
+    dir: RawFd,
+    name: &str,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<OwnedFd> {
     let name = cstring(name)?;
     loop {
         // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
-        let fd = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC, libc::c_uint::from(mode)) };
+        let fd = unsafe {
+            libc::openat(
+                dir,
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC,
+                libc::c_uint::from(mode),
+            )
+        };
         if fd >= 0 {
             // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
             return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -84,7 +103,11 @@ pub fn free_space(fd: RawFd) -> io::Result<(u64, u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     let block = st.f_frsize.max(1);
-    Ok((st.f_bavail.saturating_mul(block), st.f_blocks.saturating_mul(block), block))
+    Ok((
+        st.f_bavail.saturating_mul(block),
+        st.f_blocks.saturating_mul(block),
+        block,
+    ))
 }
 
 /// An opened archive and its handler-owned folders.
@@ -105,13 +128,19 @@ fn check_owned_dir(fd: RawFd, what: &Path) -> Result<(), HandlerError> {
     if st.st_uid != euid {
         return Err(HandlerError::Archive {
             path: what.display().to_string(),
-            reason: format!("it is owned by uid {}, not by uid {euid} that writes cores into it", st.st_uid),
+            reason: format!(
+                "it is owned by uid {}, not by uid {euid} that writes cores into it",
+                st.st_uid
+            ),
         });
     }
     if st.st_mode & 0o022 != 0 {
         return Err(HandlerError::Archive {
             path: what.display().to_string(),
-            reason: format!("its mode {:o} lets others write into it", st.st_mode & 0o7777),
+            reason: format!(
+                "its mode {:o} lets others write into it",
+                st.st_mode & 0o7777
+            ),
         });
     }
     Ok(())
@@ -122,12 +151,19 @@ const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFO
 impl Archive {
     /// Opens `path` (which must exist) and its handler folders (created when missing).
     pub fn open(path: &Path) -> Result<Archive, HandlerError> {
-        let bad = |reason: String| HandlerError::Archive { path: path.display().to_string(), reason };
-        let name = CString::new(path.as_os_str().as_bytes()).map_err(|_| bad("the path has a NUL byte".into()))?;
+        let bad = |reason: String| HandlerError::Archive {
+            path: path.display().to_string(),
+            reason,
+        };
+        let name = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| bad("the path has a NUL byte".into()))?;
         // SAFETY: `name` is a valid NUL-terminated string.
         let fd = unsafe { libc::open(name.as_ptr(), DIR_FLAGS | libc::O_CLOEXEC) };
         if fd < 0 {
-            return Err(bad(format!("it cannot be opened as a folder ({})", io::Error::last_os_error())));
+            return Err(bad(format!(
+                "it cannot be opened as a folder ({})",
+                io::Error::last_os_error()
+            )));
         }
         // SAFETY: a fresh descriptor from open(2).
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -137,7 +173,10 @@ impl Archive {
             dirs.push(open_subdir(&root, path, sub, *mode)?);
         }
         let mut dirs = dirs.into_iter();
-        let mut next = || dirs.next().ok_or_else(|| bad("internal: folder list".into()));
+        let mut next = || {
+            dirs.next()
+                .ok_or_else(|| bad("internal: folder list".into()))
+        };
         Ok(Archive {
             path: path.to_path_buf(),
             tmp: next()?,
@@ -150,7 +189,12 @@ impl Archive {
     }
 }
 
-fn open_subdir(root: &OwnedFd, root_path: &Path, name: &str, mode: u32) -> Result<OwnedFd, HandlerError> {
+fn open_subdir(
+    root: &OwnedFd,
+    root_path: &Path,
+    name: &str,
+    mode: u32,
+) -> Result<OwnedFd, HandlerError> {
     let full = root_path.join(name);
     let fd = match open_at(root.as_raw_fd(), name, DIR_FLAGS, 0) {
         Ok(fd) => fd,
@@ -160,7 +204,10 @@ fn open_subdir(root: &OwnedFd, root_path: &Path, name: &str, mode: u32) -> Resul
             if unsafe { libc::mkdirat(root.as_raw_fd(), cname.as_ptr(), mode) } != 0 {
                 let err = io::Error::last_os_error();
                 if err.kind() != io::ErrorKind::AlreadyExists {
-                    return Err(HandlerError::io(format!("creating {}", full.display()), err));
+                    return Err(HandlerError::io(
+                        format!("creating {}", full.display()),
+                        err,
+                    ));
                 }
             }
             open_at(root.as_raw_fd(), name, DIR_FLAGS, 0)

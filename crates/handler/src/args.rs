@@ -16,7 +16,11 @@ impl CoreLimit {
     pub fn parse(text: &str) -> Option<CoreLimit> {
         let value: u64 = text.parse().ok()?;
         // The kernel prints RLIM_INFINITY as the largest u64.
-        Some(if value == u64::MAX { CoreLimit::Unlimited } else { CoreLimit::Bytes(value) })
+        Some(if value == u64::MAX {
+            CoreLimit::Unlimited
+        } else {
+            CoreLimit::Bytes(value)
+        })
     }
 
     pub fn describe(self) -> String {
@@ -51,9 +55,13 @@ pub const USAGE: &str = "usage: coresnap-handler --archive=DIR PID TID SIGNAL CO
 (the kernel runs it from core_pattern, with the core on standard input; `coresnap install` sets that up)";
 
 fn number<T: std::str::FromStr>(value: Option<&String>, what: &str) -> Result<T, HandlerError> {
-    let text = value.ok_or_else(|| HandlerError::Usage(format!("the {what} is missing\n{USAGE}")))?;
-    text.parse()
-        .map_err(|_| HandlerError::Usage(format!("the {what} must be a number, not '{text}'\n{USAGE}")))
+    let text =
+        value.ok_or_else(|| HandlerError::Usage(format!("the {what} is missing\n{USAGE}")))?;
+    text.parse().map_err(|_| {
+        HandlerError::Usage(format!(
+            "the {what} must be a number, not '{text}'\n{USAGE}"
+        ))
+    })
 }
 
 /// Parses the arguments after the program name.
@@ -68,7 +76,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<KernelArgs, Han
             positional.push(arg);
         }
     }
-    let archive = archive.ok_or_else(|| HandlerError::Usage(format!("--archive=DIR is missing\n{USAGE}")))?;
+    let archive =
+        archive.ok_or_else(|| HandlerError::Usage(format!("--archive=DIR is missing\n{USAGE}")))?;
     if !archive.is_absolute() {
         return Err(HandlerError::Usage(format!(
             "--archive must be an absolute path, not '{}'",
@@ -79,18 +88,33 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<KernelArgs, Han
     let pid = number(values.next(), "process id (%P)")?;
     let tid = number(values.next(), "thread id (%I)")?;
     let signal = number(values.next(), "signal number (%s)")?;
-    let limit_text = values
-        .next()
-        .ok_or_else(|| HandlerError::Usage(format!("the core size limit (%c) is missing\n{USAGE}")))?;
+    let limit_text = values.next().ok_or_else(|| {
+        HandlerError::Usage(format!("the core size limit (%c) is missing\n{USAGE}"))
+    })?;
     let core_limit = CoreLimit::parse(limit_text).ok_or_else(|| {
-        HandlerError::Usage(format!("the core size limit (%c) must be a number, not '{limit_text}'"))
+        HandlerError::Usage(format!(
+            "the core size limit (%c) must be a number, not '{limit_text}'"
+        ))
     })?;
     let dump_mode = number(values.next(), "dump mode (%d)")?;
     let time = number(values.next(), "time (%t)")?;
     // Kernels before 5.3 split an expanded %e containing spaces into several arguments.
     let rest: Vec<&str> = values.map(String::as_str).collect();
-    let comm = if rest.is_empty() { None } else { Some(rest.join(" ")) };
-    Ok(KernelArgs { archive, pid, tid, signal, core_limit, dump_mode, time, comm })
+    let comm = if rest.is_empty() {
+        None
+    } else {
+        Some(rest.join(" "))
+    };
+    Ok(KernelArgs {
+        archive,
+        pid,
+        tid,
+        signal,
+        core_limit,
+        dump_mode,
+        time,
+        comm,
+    })
 }
 
 #[cfg(test)]
@@ -103,8 +127,17 @@ mod tests {
 
     #[test]
     fn parses_the_kernel_line() {
-        let parsed = parse(os(&["--archive=/var/coresnap/archive", "41", "42", "11", "18446744073709551615", "1", "1700000000", "my prog"]))
-            .expect("valid");
+        let parsed = parse(os(&[
+            "--archive=/var/coresnap/archive",
+            "41",
+            "42",
+            "11",
+            "18446744073709551615",
+            "1",
+            "1700000000",
+            "my prog",
+        ]))
+        .expect("valid");
         assert_eq!(parsed.pid, 41);
         assert_eq!(parsed.tid, 42);
         assert_eq!(parsed.signal, 11);

@@ -29,7 +29,8 @@ impl Quota {
         let text = text.trim();
         if let Some(percent) = text.strip_suffix('%') {
             let value: f64 = percent.trim().parse().ok()?;
-            return (value.is_finite() && (0.0..=100.0).contains(&value)).then_some(Quota::Percent(value));
+            return (value.is_finite() && (0.0..=100.0).contains(&value))
+                .then_some(Quota::Percent(value));
         }
         text.parse().ok().map(Quota::Bytes)
     }
@@ -70,15 +71,25 @@ pub struct HandlerConf {
 }
 
 /// Environment names copied by default: what helps to read a crash and is never a secret.
-pub const DEFAULT_ENV_ALLOWLIST: &[&str] =
-    &["LANG", "LC_ALL", "TZ", "GOTRACEBACK", "GOMAXPROCS", "LD_LIBRARY_PATH", "LD_PRELOAD"];
+pub const DEFAULT_ENV_ALLOWLIST: &[&str] = &[
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "GOTRACEBACK",
+    "GOMAXPROCS",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+];
 
 impl Default for HandlerConf {
     fn default() -> Self {
         HandlerConf {
             quota: None,
             ignore_limit: false,
-            env_allowlist: DEFAULT_ENV_ALLOWLIST.iter().map(|s| s.to_string()).collect(),
+            env_allowlist: DEFAULT_ENV_ALLOWLIST
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             rate_burst: 10,
             rate_window_secs: 60,
             owner: None,
@@ -100,7 +111,9 @@ impl HandlerConf {
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
-                problems.push(format!("handler.conf:{line_number}: '{line}' is not key=value"));
+                problems.push(format!(
+                    "handler.conf:{line_number}: '{line}' is not key=value"
+                ));
                 continue;
             };
             let (key, value) = (key.trim(), value.trim());
@@ -115,8 +128,11 @@ impl HandlerConf {
                 }
                 "ignore_limit" => parse_bool(value).map(|b| conf.ignore_limit = b).is_some(),
                 "env" => {
-                    conf.env_allowlist =
-                        value.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect();
+                    conf.env_allowlist = value
+                        .split([',', ' '])
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect();
                     true
                 }
                 "rate_burst" => value.parse().map(|n| conf.rate_burst = n).is_ok(),
@@ -147,7 +163,9 @@ impl HandlerConf {
                 }
             };
             if !ok {
-                problems.push(format!("handler.conf:{line_number}: '{value}' is not a valid value for {key}"));
+                problems.push(format!(
+                    "handler.conf:{line_number}: '{value}' is not a valid value for {key}"
+                ));
             }
         }
         (conf, problems)

@@ -24,10 +24,18 @@ struct Locked {
 
 impl Locked {
     fn open(dir: RawFd, name: &str) -> io::Result<Locked> {
-        let fd: OwnedFd = open_at(dir, name, libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW, 0o600)?;
+        let fd: OwnedFd = open_at(
+            dir,
+            name,
+            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW,
+            0o600,
+        )?;
         let st = fstat(fd.as_raw_fd())?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_nlink != 1 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{name} is not a plain file")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name} is not a plain file"),
+            ));
         }
         loop {
             // SAFETY: flock only reads the descriptor number.
@@ -39,7 +47,9 @@ impl Locked {
                 return Err(err);
             }
         }
-        Ok(Locked { file: std::fs::File::from(fd) })
+        Ok(Locked {
+            file: std::fs::File::from(fd),
+        })
     }
 
     fn read_text(&mut self) -> io::Result<String> {
@@ -107,11 +117,22 @@ pub enum RateDecision {
 }
 
 /// Decides whether a crash of `executable` at `now` fits in its window.
-pub fn rate_check(state_dir: RawFd, executable: &str, burst: u32, window_secs: u64, now: i64) -> io::Result<RateDecision> {
+pub fn rate_check(
+    state_dir: RawFd,
+    executable: &str,
+    burst: u32,
+    window_secs: u64,
+    now: i64,
+) -> io::Result<RateDecision> {
     if burst == 0 {
         return Ok(RateDecision::Keep { dropped_before: 0 });
     }
-    let rate_dir = match open_at(state_dir, "rate", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
+    let rate_dir = match open_at(
+        state_dir,
+        "rate",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    ) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // SAFETY: a static NUL-terminated name.
@@ -121,7 +142,12 @@ pub fn rate_check(state_dir: RawFd, executable: &str, burst: u32, window_secs: u
                     return Err(err);
                 }
             }
-            open_at(state_dir, "rate", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)?
+            open_at(
+                state_dir,
+                "rate",
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?
         }
         Err(e) => return Err(e),
     };
@@ -147,13 +173,17 @@ pub fn rate_check(state_dir: RawFd, executable: &str, burst: u32, window_secs: u
         count += 1;
         let before = unreported;
         unreported = 0;
-        RateDecision::Keep { dropped_before: before }
+        RateDecision::Keep {
+            dropped_before: before,
+        }
     } else {
         dropped_total = dropped_total.saturating_add(1);
         unreported = unreported.saturating_add(1);
         RateDecision::Drop { dropped_total }
     };
-    locked.write_text(&format!("{start} {count} {dropped_total} {unreported}\n{executable}\n"))?;
+    locked.write_text(&format!(
+        "{start} {count} {dropped_total} {unreported}\n{executable}\n"
+    ))?;
     Ok(decision)
 }
 
@@ -162,7 +192,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(tag: &str) -> (std::path::PathBuf, OwnedFd) {
-        let dir = std::env::temp_dir().join(format!("coresnap-handler-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("coresnap-handler-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let fd = std::fs::File::open(&dir).expect("open dir");
@@ -204,10 +235,19 @@ mod tests {
         }
         assert_eq!((kept, dropped), (3, 7));
         // Another executable has its own window.
-        assert_eq!(rate_check(raw, "/bin/other", 3, 60, 1000).expect("check"), RateDecision::Keep { dropped_before: 0 });
+        assert_eq!(
+            rate_check(raw, "/bin/other", 3, 60, 1000).expect("check"),
+            RateDecision::Keep { dropped_before: 0 }
+        );
         // The next window reports the drops once.
-        assert_eq!(rate_check(raw, "/bin/storm", 3, 60, 1060).expect("check"), RateDecision::Keep { dropped_before: 7 });
-        assert_eq!(rate_check(raw, "/bin/storm", 3, 60, 1061).expect("check"), RateDecision::Keep { dropped_before: 0 });
+        assert_eq!(
+            rate_check(raw, "/bin/storm", 3, 60, 1060).expect("check"),
+            RateDecision::Keep { dropped_before: 7 }
+        );
+        assert_eq!(
+            rate_check(raw, "/bin/storm", 3, 60, 1061).expect("check"),
+            RateDecision::Keep { dropped_before: 0 }
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

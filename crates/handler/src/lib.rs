@@ -58,6 +58,9 @@ pub enum HandlerError {
 
 impl HandlerError {
     pub(crate) fn io(what: impl Into<String>, source: io::Error) -> HandlerError {
-        HandlerError::Io { what: what.into(), source }
+        HandlerError::Io {
+            what: what.into(),
+            source,
+        }
     }
 }

@@ -37,7 +37,12 @@ pub fn utc_timestamp(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 pub fn now_secs() -> i64 {
@@ -50,7 +55,9 @@ pub fn now_secs() -> i64 {
 impl Logger {
     /// A logger for the archive's `log` folder (`log_dir`), or stderr only when there is none.
     pub fn new(log_dir: Option<RawFd>) -> Logger {
-        let syslog = UnixDatagram::unbound().ok().filter(|s| s.connect("/dev/log").is_ok());
+        let syslog = UnixDatagram::unbound()
+            .ok()
+            .filter(|s| s.connect("/dev/log").is_ok());
         let file = match (&syslog, log_dir) {
             (None, Some(dir)) => open_at(
                 dir,
@@ -62,7 +69,11 @@ impl Logger {
             .map(std::fs::File::from),
             _ => None,
         };
-        Logger { syslog, file, pid: std::process::id() }
+        Logger {
+            syslog,
+            file,
+            pid: std::process::id(),
+        }
     }
 
     pub fn uses_syslog(&self) -> bool {
@@ -74,11 +85,18 @@ impl Logger {
         let priority = 3 * 8 + severity as u32;
         let one_line = message.replace('\n', " ");
         if let Some(socket) = &self.syslog {
-            if socket.send(format!("<{priority}>{TAG}[{}]: {one_line}", self.pid).as_bytes()).is_ok() {
+            if socket
+                .send(format!("<{priority}>{TAG}[{}]: {one_line}", self.pid).as_bytes())
+                .is_ok()
+            {
                 return;
             }
         }
-        let line = format!("{} {TAG}[{}]: {one_line}\n", utc_timestamp(now_secs()), self.pid);
+        let line = format!(
+            "{} {TAG}[{}]: {one_line}\n",
+            utc_timestamp(now_secs()),
+            self.pid
+        );
         match &mut self.file {
             // One write(2) per line with O_APPEND keeps lines from concurrent writers whole.
             Some(file) => {

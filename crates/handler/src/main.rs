@@ -53,7 +53,10 @@ fn main() -> ExitCode {
     let archive = match Archive::open(&parsed.archive) {
         Ok(archive) => archive,
         Err(e) => {
-            Logger::new(None).log(Severity::Error, &format!("core of pid {} not saved: {e}", parsed.pid));
+            Logger::new(None).log(
+                Severity::Error,
+                &format!("core of pid {} not saved: {e}", parsed.pid),
+            );
             return ExitCode::from(1);
         }
     };
@@ -63,13 +66,25 @@ fn main() -> ExitCode {
 }
 
 fn read_conf(archive: &Archive, log: &mut Logger) -> HandlerConf {
-    let fd = match open_at(archive.state.as_raw_fd(), "handler.conf", libc::O_RDONLY | libc::O_NOFOLLOW, 0) {
+    let fd = match open_at(
+        archive.state.as_raw_fd(),
+        "handler.conf",
+        libc::O_RDONLY | libc::O_NOFOLLOW,
+        0,
+    ) {
         Ok(fd) => fd,
         Err(_) => return HandlerConf::default(),
     };
     let mut text = String::new();
-    if std::fs::File::from(fd).take(64 * 1024).read_to_string(&mut text).is_err() {
-        log.log(Severity::Warning, "state/handler.conf is unreadable; using the defaults");
+    if std::fs::File::from(fd)
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .is_err()
+    {
+        log.log(
+            Severity::Warning,
+            "state/handler.conf is unreadable; using the defaults",
+        );
         return HandlerConf::default();
     }
     let (conf, problems) = HandlerConf::parse(&text);
@@ -82,23 +97,42 @@ fn read_conf(archive: &Archive, log: &mut Logger) -> HandlerConf {
 fn run(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, log: &mut Logger) -> ExitCode {
     let mut stdin = std::io::stdin().lock();
     match spool::handle(archive, conf, args, &mut stdin) {
-        Ok(Outcome::Stored { uuid, bytes, truncated, executable }) => {
+        Ok(Outcome::Stored {
+            uuid,
+            bytes,
+            truncated,
+            executable,
+        }) => {
             let path = archive.path.join("pending").join(&uuid);
-            let note = if truncated { " (truncated at the process's core size limit)" } else { "" };
+            let note = if truncated {
+                " (truncated at the process's core size limit)"
+            } else {
+                ""
+            };
             log.log(
                 Severity::Info,
-                &format!("Crash dump archived in {} ({executable}, pid {}, {bytes} bytes){note}", path.display(), args.pid),
+                &format!(
+                    "Crash dump archived in {} ({executable}, pid {}, {bytes} bytes){note}",
+                    path.display(),
+                    args.pid
+                ),
             );
             ExitCode::SUCCESS
         }
         Ok(Outcome::SkippedLimit { executable }) => {
             log.log(
                 Severity::Info,
-                &format!("core of {executable} (pid {}) not saved: its core size limit (ulimit -c) is 0", args.pid),
+                &format!(
+                    "core of {executable} (pid {}) not saved: its core size limit (ulimit -c) is 0",
+                    args.pid
+                ),
             );
             ExitCode::SUCCESS
         }
-        Ok(Outcome::DroppedRate { executable, dropped_total }) => {
+        Ok(Outcome::DroppedRate {
+            executable,
+            dropped_total,
+        }) => {
             log.log(
                 Severity::Warning,
                 &format!(
@@ -108,7 +142,11 @@ fn run(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, log: &mut Logge
             );
             ExitCode::SUCCESS
         }
-        Ok(Outcome::DroppedQuota { executable, free, required }) => {
+        Ok(Outcome::DroppedQuota {
+            executable,
+            free,
+            required,
+        }) => {
             log.log(
                 Severity::Warning,
                 &format!(
@@ -119,14 +157,29 @@ fn run(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, log: &mut Logge
             );
             ExitCode::SUCCESS
         }
-        Ok(Outcome::PassedThrough { executable, written }) => {
-            let what = written.map_or_else(|| "no core written".to_string(), |path| format!("core written to {path}"));
-            log.log(Severity::Info, &format!("{executable} (pid {}) is outside only_under: {what}", args.pid));
+        Ok(Outcome::PassedThrough {
+            executable,
+            written,
+        }) => {
+            let what = written.map_or_else(
+                || "no core written".to_string(),
+                |path| format!("core written to {path}"),
+            );
+            log.log(
+                Severity::Info,
+                &format!(
+                    "{executable} (pid {}) is outside only_under: {what}",
+                    args.pid
+                ),
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
             let _ = counters::bump(archive.state.as_raw_fd(), counters::FAILED, 1);
-            log.log(Severity::Error, &format!("core of pid {} not saved: {e}", args.pid));
+            log.log(
+                Severity::Error,
+                &format!("core of pid {} not saved: {e}", args.pid),
+            );
             ExitCode::from(1)
         }
     }

@@ -32,12 +32,15 @@ pub struct ProcessFacts {
 fn read_at(dir: RawFd, name: &str) -> io::Result<Vec<u8>> {
     let fd: OwnedFd = open_at(dir, name, libc::O_RDONLY, 0)?;
     let mut bytes = Vec::new();
-    std::fs::File::from(fd).take(MAX_TEXT).read_to_end(&mut bytes)?;
+    std::fs::File::from(fd)
+        .take(MAX_TEXT)
+        .read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
 fn readlink_at(dir: RawFd, name: &str) -> io::Result<String> {
-    let cname = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut buf = vec![0u8; 4096];
     // SAFETY: `buf` is writable for its whole length, `cname` is NUL-terminated.
     let n = unsafe { libc::readlinkat(dir, cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -59,17 +62,28 @@ fn status_id(status: &str, key: &str) -> Option<u32> {
 /// `/proc` is read (rate limit, core size limit), so a storm's dropped crashes cost little.
 pub fn executable_of(pid: i32) -> Option<String> {
     let link = readlink_at(libc::AT_FDCWD, &format!("/proc/{pid}/exe")).ok()?;
-    Some(link.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(link))
+    Some(
+        link.strip_suffix(" (deleted)")
+            .map(str::to_string)
+            .unwrap_or(link),
+    )
 }
 
 impl ProcessFacts {
     /// Reads `/proc/<pid>`; what cannot be read is left out and noted in `problems`.
     pub fn read(pid: i32, env_allowlist: &[String]) -> ProcessFacts {
         let mut facts = ProcessFacts::default();
-        let dir = match open_at(libc::AT_FDCWD, &format!("/proc/{pid}"), libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        let dir = match open_at(
+            libc::AT_FDCWD,
+            &format!("/proc/{pid}"),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        ) {
             Ok(fd) => fd,
             Err(e) => {
-                facts.problems.push(format!("/proc/{pid} cannot be opened: {e}"));
+                facts
+                    .problems
+                    .push(format!("/proc/{pid} cannot be opened: {e}"));
                 return facts;
             }
         };
@@ -127,7 +141,9 @@ impl ProcessFacts {
                         let entry = String::from_utf8_lossy(entry);
                         if let Some((name, value)) = entry.split_once('=') {
                             if env_allowlist.iter().any(|allowed| allowed == name) {
-                                facts.environment.push((name.to_string(), value.to_string()));
+                                facts
+                                    .environment
+                                    .push((name.to_string(), value.to_string()));
                             }
                         }
                     }
@@ -141,8 +157,11 @@ impl ProcessFacts {
 
     /// The metadata fields this module owns.
     pub fn to_json(&self) -> Map<String, Value> {
-        let env: Map<String, Value> =
-            self.environment.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let env: Map<String, Value> = self
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         let mut map = Map::new();
         map.insert("executable".into(), json!(self.executable));
         map.insert("executableDeleted".into(), json!(self.executable_deleted));
@@ -177,11 +196,18 @@ mod tests {
         let exe = std::env::current_exe().expect("exe");
         assert_eq!(facts.executable.as_deref(), exe.to_str());
         assert!(!facts.cmdline.is_empty());
-        assert!(facts.maps.as_deref().unwrap_or("").contains(exe.to_str().unwrap_or("?")));
+        assert!(facts
+            .maps
+            .as_deref()
+            .unwrap_or("")
+            .contains(exe.to_str().unwrap_or("?")));
         // SAFETY: getuid has no preconditions.
         assert_eq!(facts.uid, Some(unsafe { libc::getuid() }));
         assert!(facts.environment.iter().any(|(k, _)| k == "PATH"));
-        assert!(!facts.environment.iter().any(|(k, _)| k == "CORESNAP_HANDLER_TEST_SECRET"));
+        assert!(!facts
+            .environment
+            .iter()
+            .any(|(k, _)| k == "CORESNAP_HANDLER_TEST_SECRET"));
     }
 
     #[test]

@@ -14,15 +14,30 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Spooled as `pending/<uuid>`.
-    Stored { uuid: String, bytes: u64, truncated: bool, executable: String },
+    Stored {
+        uuid: String,
+        bytes: u64,
+        truncated: bool,
+        executable: String,
+    },
     /// The process's core size limit is 0.
     SkippedLimit { executable: String },
     /// Over the per-executable rate.
-    DroppedRate { executable: String, dropped_total: u64 },
+    DroppedRate {
+        executable: String,
+        dropped_total: u64,
+    },
     /// The archive's file system is below `dump.quota`.
-    DroppedQuota { executable: String, free: u64, required: u64 },
+    DroppedQuota {
+        executable: String,
+        free: u64,
+        required: u64,
+    },
     /// Outside `only_under`: handled as core_pattern `core` would (`written` is where, if any).
-    PassedThrough { executable: String, written: Option<String> },
+    PassedThrough {
+        executable: String,
+        written: Option<String>,
+    },
 }
 
 /// How much of the core to read per system call: big enough to keep up with the kernel, small
@@ -32,7 +47,12 @@ const CHUNK: usize = 256 * 1024;
 const QUOTA_RECHECK: u64 = 16 * 1024 * 1024;
 
 /// Handles one crash whose core arrives on `input`.
-pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &mut dyn Read) -> Result<Outcome, HandlerError> {
+pub fn handle(
+    archive: &Archive,
+    conf: &HandlerConf,
+    args: &KernelArgs,
+    input: &mut dyn Read,
+) -> Result<Outcome, HandlerError> {
     // Decide first on the executable alone; read the rest of /proc only for crashes we keep.
     let executable = proc_info::executable_of(args.pid)
         .or_else(|| args.comm.clone())
@@ -49,7 +69,10 @@ pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &
                     write_kernel_style_core(args, &facts, input)?
                 }
             };
-            return Ok(Outcome::PassedThrough { executable, written });
+            return Ok(Outcome::PassedThrough {
+                executable,
+                written,
+            });
         }
     }
 
@@ -58,11 +81,20 @@ pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &
         return Ok(Outcome::SkippedLimit { executable });
     }
 
-    let dropped_before = match counters::rate_check(state, &executable, conf.rate_burst, conf.rate_window_secs, args.time) {
+    let dropped_before = match counters::rate_check(
+        state,
+        &executable,
+        conf.rate_burst,
+        conf.rate_window_secs,
+        args.time,
+    ) {
         Ok(RateDecision::Keep { dropped_before }) => dropped_before,
         Ok(RateDecision::Drop { dropped_total }) => {
             let _ = counters::bump(state, counters::DROPPED_RATE, 1);
-            return Ok(Outcome::DroppedRate { executable, dropped_total });
+            return Ok(Outcome::DroppedRate {
+                executable,
+                dropped_total,
+            });
         }
         // A broken rate file must not cost a crash: keep it.
         Err(_) => 0,
@@ -72,7 +104,11 @@ pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &
     if let Some(quota) = conf.quota {
         if let Some((free, required)) = below_quota(root, quota)? {
             let _ = counters::bump(state, counters::DROPPED_QUOTA, 1);
-            return Ok(Outcome::DroppedQuota { executable, free, required });
+            return Ok(Outcome::DroppedQuota {
+                executable,
+                free,
+                required,
+            });
         }
     }
 
@@ -81,7 +117,16 @@ pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &
     let tmp = archive.tmp.as_raw_fd();
     let core_tmp = format!("{uuid}.core");
     let meta_tmp = format!("{uuid}.json");
-    let result = spool_core(archive, conf, args, &facts, &executable, &uuid, dropped_before, input);
+    let result = spool_core(
+        archive,
+        conf,
+        args,
+        &facts,
+        &executable,
+        &uuid,
+        dropped_before,
+        input,
+    );
     if result.is_err() {
         let _ = unlink_at(tmp, &core_tmp);
         let _ = unlink_at(tmp, &meta_tmp);
@@ -91,12 +136,21 @@ pub fn handle(archive: &Archive, conf: &HandlerConf, args: &KernelArgs, input: &
         Spooled::QuotaReached { free, required } => {
             let _ = unlink_at(tmp, &core_tmp);
             let _ = counters::bump(state, counters::DROPPED_QUOTA, 1);
-            return Ok(Outcome::DroppedQuota { executable, free, required });
+            return Ok(Outcome::DroppedQuota {
+                executable,
+                free,
+                required,
+            });
         }
     };
     let _ = counters::bump(state, counters::STORED, 1);
     poke_daemon(&archive.path, &uuid);
-    Ok(Outcome::Stored { uuid, bytes, truncated, executable })
+    Ok(Outcome::Stored {
+        uuid,
+        bytes,
+        truncated,
+        executable,
+    })
 }
 
 enum Spooled {
@@ -106,7 +160,8 @@ enum Spooled {
 
 /// `Some((free, required))` when the file system holding `dir` has less free space than `quota`.
 fn below_quota(dir: RawFd, quota: Quota) -> Result<Option<(u64, u64)>, HandlerError> {
-    let (free, total, block) = free_space(dir).map_err(|e| HandlerError::io("statvfs on the archive", e))?;
+    let (free, total, block) =
+        free_space(dir).map_err(|e| HandlerError::io("statvfs on the archive", e))?;
     let required = quota.required_free(total, block);
     Ok((free < required).then_some((free, required)))
 }
@@ -125,11 +180,15 @@ fn spool_core(
     let tmp = archive.tmp.as_raw_fd();
     let core_tmp = format!("{uuid}.core");
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-    let fd = open_at(tmp, &core_tmp, flags, 0o600).map_err(|e| HandlerError::io("creating the spool file", e))?;
+    let fd = open_at(tmp, &core_tmp, flags, 0o600)
+        .map_err(|e| HandlerError::io("creating the spool file", e))?;
     if let Some((uid, gid)) = conf.owner {
         // SAFETY: fchown only reads its arguments.
         if unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) } != 0 {
-            return Err(HandlerError::io("handing the spool file to the analysis user", io::Error::last_os_error()));
+            return Err(HandlerError::io(
+                "handing the spool file to the analysis user",
+                io::Error::last_os_error(),
+            ));
         }
     }
     let mut file = std::fs::File::from(fd);
@@ -153,7 +212,8 @@ fn spool_core(
         let room = limit.saturating_sub(bytes);
         let take = usize::try_from(room).map_or(n, |room| room.min(n));
         let chunk = buf.get(..take).unwrap_or(&[]);
-        file.write_all(chunk).map_err(|e| HandlerError::io("writing the spool file", e))?;
+        file.write_all(chunk)
+            .map_err(|e| HandlerError::io("writing the spool file", e))?;
         bytes = bytes.saturating_add(take as u64);
         if take < n {
             truncated = true;
@@ -172,10 +232,15 @@ fn spool_core(
     drop(file);
 
     let mut meta = facts.to_json();
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string());
     meta.insert("uuid".into(), json!(uuid));
     meta.insert("format".into(), json!(1));
-    meta.insert("handler".into(), json!(format!("coresnap-handler {}", env!("CARGO_PKG_VERSION"))));
+    meta.insert(
+        "handler".into(),
+        json!(format!("coresnap-handler {}", env!("CARGO_PKG_VERSION"))),
+    );
     meta.insert("pid".into(), json!(args.pid));
     meta.insert("tid".into(), json!(args.tid));
     meta.insert("signal".into(), json!(args.signal));
@@ -183,23 +248,34 @@ fn spool_core(
     meta.insert("coreLimit".into(), json!(args.core_limit.describe()));
     meta.insert("dumpMode".into(), json!(args.dump_mode));
     meta.insert("kernelComm".into(), json!(args.comm));
-    meta.insert("application".into(), json!(executable.rsplit('/').next().unwrap_or(executable)));
+    meta.insert(
+        "application".into(),
+        json!(executable.rsplit('/').next().unwrap_or(executable)),
+    );
     meta.insert("hostname".into(), json!(hostname));
     meta.insert("coreSize".into(), json!(bytes));
     meta.insert("truncated".into(), json!(truncated));
     meta.insert("droppedBefore".into(), json!(dropped_before));
     meta.insert("spooledAt".into(), json!(crate::log::now_secs()));
-    let text = serde_json::to_vec_pretty(&Value::Object(meta)).map_err(|e| HandlerError::io("metadata", io::Error::other(e)))?;
+    let text = serde_json::to_vec_pretty(&Value::Object(meta))
+        .map_err(|e| HandlerError::io("metadata", io::Error::other(e)))?;
     let meta_tmp = format!("{uuid}.json");
-    let fd = open_at(tmp, &meta_tmp, flags, 0o640).map_err(|e| HandlerError::io("creating the metadata file", e))?;
+    let fd = open_at(tmp, &meta_tmp, flags, 0o640)
+        .map_err(|e| HandlerError::io("creating the metadata file", e))?;
     let mut file = std::fs::File::from(fd);
-    file.write_all(&text).map_err(|e| HandlerError::io("writing the metadata", e))?;
+    file.write_all(&text)
+        .map_err(|e| HandlerError::io("writing the metadata", e))?;
     fsync(file.as_raw_fd()).map_err(|e| HandlerError::io("fsync of the metadata", e))?;
     drop(file);
 
     // The metadata first: when the daemon sees pending/<uuid>, its metadata is there.
-    rename_at(tmp, &meta_tmp, archive.meta.as_raw_fd(), &format!("{uuid}.json"))
-        .map_err(|e| HandlerError::io("moving the metadata into meta/", e))?;
+    rename_at(
+        tmp,
+        &meta_tmp,
+        archive.meta.as_raw_fd(),
+        &format!("{uuid}.json"),
+    )
+    .map_err(|e| HandlerError::io("moving the metadata into meta/", e))?;
     fsync(archive.meta.as_raw_fd()).map_err(|e| HandlerError::io("fsync of meta/", e))?;
     rename_at(tmp, &core_tmp, archive.pending.as_raw_fd(), uuid)
         .map_err(|e| HandlerError::io("moving the core into pending/", e))?;
@@ -220,20 +296,39 @@ fn poke_daemon(archive: &std::path::Path, uuid: &str) {
 /// What core_pattern `core` would have done: `core` (or `core.<pid>`) in the process's working
 /// directory, created with the process's own file-system ids (so its permissions decide, not
 /// ours), never through a link, never over a file with other links or another owner.
-fn write_kernel_style_core(args: &KernelArgs, facts: &ProcessFacts, input: &mut dyn Read) -> Result<Option<String>, HandlerError> {
+fn write_kernel_style_core(
+    args: &KernelArgs,
+    facts: &ProcessFacts,
+    input: &mut dyn Read,
+) -> Result<Option<String>, HandlerError> {
     if args.core_limit == CoreLimit::Bytes(0) {
         return Ok(None);
     }
     let (Some(uid), Some(gid)) = (facts.uid, facts.gid) else {
         return Ok(None);
     };
-    let uses_pid = std::fs::read_to_string("/proc/sys/kernel/core_uses_pid").is_ok_and(|v| v.trim() != "0");
-    let name = if uses_pid { format!("core.{}", args.pid) } else { "core".to_string() };
-    let cwd: OwnedFd = open_at(libc::AT_FDCWD, &format!("/proc/{}/cwd", args.pid), libc::O_RDONLY | libc::O_DIRECTORY, 0)
-        .map_err(|e| HandlerError::io("opening the crashed process's working directory", e))?;
+    let uses_pid =
+        std::fs::read_to_string("/proc/sys/kernel/core_uses_pid").is_ok_and(|v| v.trim() != "0");
+    let name = if uses_pid {
+        format!("core.{}", args.pid)
+    } else {
+        "core".to_string()
+    };
+    let cwd: OwnedFd = open_at(
+        libc::AT_FDCWD,
+        &format!("/proc/{}/cwd", args.pid),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(|e| HandlerError::io("opening the crashed process's working directory", e))?;
     // SAFETY: setfsgid/setfsuid only change this thread's file-system ids; both return the old id.
     let (old_gid, old_uid) = unsafe { (libc::setfsgid(gid), libc::setfsuid(uid)) };
-    let opened = open_at(cwd.as_raw_fd(), &name, libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW, 0o600);
+    let opened = open_at(
+        cwd.as_raw_fd(),
+        &name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW,
+        0o600,
+    );
     // SAFETY: as above; restores the ids we had.
     unsafe {
         libc::setfsuid(old_uid as libc::uid_t);
@@ -249,12 +344,17 @@ fn write_kernel_style_core(args: &KernelArgs, facts: &ProcessFacts, input: &mut 
         return Ok(None);
     }
     let mut file = std::fs::File::from(fd);
-    file.set_len(0).map_err(|e| HandlerError::io("truncating the core file", e))?;
+    file.set_len(0)
+        .map_err(|e| HandlerError::io("truncating the core file", e))?;
     let limit = match args.core_limit {
         CoreLimit::Unlimited => u64::MAX,
         CoreLimit::Bytes(n) => n,
     };
-    io::copy(&mut input.take(limit), &mut file).map_err(|e| HandlerError::io("writing the core file", e))?;
-    let path = facts.cwd.as_deref().map(|cwd| format!("{}/{name}", cwd.trim_end_matches('/')));
+    io::copy(&mut input.take(limit), &mut file)
+        .map_err(|e| HandlerError::io("writing the core file", e))?;
+    let path = facts
+        .cwd
+        .as_deref()
+        .map(|cwd| format!("{}/{name}", cwd.trim_end_matches('/')));
     Ok(path.or(Some(name)))
 }

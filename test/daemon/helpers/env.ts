@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 
 import { packageRoot } from '../../../ts/native/index.js';
 import { TEST_ARCHIVE_PREFIX } from './core-pattern.js';
@@ -152,7 +153,9 @@ export class Receiver {
         const url = new URL(req.url ?? '/', 'http://localhost');
         let body: Post['body'] = {};
         try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Post['body'];
+          const raw = Buffer.concat(chunks);
+          const bytes = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw;
+          body = JSON.parse(bytes.toString('utf8')) as Post['body'];
         } catch {
           body = {};
         }
@@ -236,7 +239,8 @@ export class DaemonProcess {
     });
     this.child.stdout?.on('data', (c: Buffer) => (this.output += c.toString()));
     this.child.stderr?.on('data', (c: Buffer) => (this.output += c.toString()));
-    this.exited = new Promise((r) => this.child.once('exit', (code) => r(code)));
+    // 'close', not 'exit': the output is all read by then.
+    this.exited = new Promise((r) => this.child.once('close', (code) => r(code)));
   }
 
   waitForLog(pattern: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> {
