@@ -10,6 +10,8 @@ import path from 'node:path';
 import test from 'ava';
 
 import { DEFAULT_ARCHIVE, parseCoresnapConf, routeFor } from '../../ts/config/coresnap-conf.js';
+import { handlerPattern, otherOwnerWarnings, parseCoresnapPattern } from '../../ts/daemon/install.js';
+import { backoffSeconds } from '../../ts/daemon/upload.js';
 import { packageRoot } from '../../ts/native/index.js';
 import { parseCoronerCf } from '../../ts/config/coroner-cf.js';
 import { ConfigError } from '../../ts/config/problems.js';
@@ -146,4 +148,30 @@ test('the shipped sample etc/coresnap.conf reads without a problem or a warning'
   t.is(config.rateBurst, 10);
   t.is(config.rateWindowSeconds, 60);
   t.deepEqual(config.routes.map((r) => r.project), ['blackhole']);
+});
+
+test('install recognises its own patterns and warns about other owners of core_pattern', (t) => {
+  const pattern = handlerPattern('/opt/coresnap/coresnap-handler', '/var/coresnap/archive');
+  t.is(pattern, '|/opt/coresnap/coresnap-handler --archive=/var/coresnap/archive %P %I %s %c %d %t %e');
+  t.deepEqual(parseCoresnapPattern(pattern), { handler: '/opt/coresnap/coresnap-handler', archive: '/var/coresnap/archive' });
+  t.is(parseCoresnapPattern('core'), null);
+  t.is(parseCoresnapPattern('|/usr/share/apport/apport -p%p -s%s -c%c -d%d -P%P -u%u -g%g -- %E'), null);
+  const apport = otherOwnerWarnings('|/usr/share/apport/apport -p%p -s%s -c%c -d%d -P%P -u%u -g%g -- %E');
+  t.true(apport.some((w) => /belonged to apport .*systemctl disable --now apport/.test(w)), apport.join('\n'));
+  const coredump = otherOwnerWarnings('|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h');
+  t.true(coredump.some((w) => /belonged to systemd-coredump/.test(w)), coredump.join('\n'));
+  t.true(otherOwnerWarnings('|/usr/bin/other-collector %p').some((w) => /another program/.test(w)));
+  t.false(otherOwnerWarnings('core').some((w) => /belonged/.test(w)));
+});
+
+test('upload backoff doubles up to its cap, with jitter in [d/2, d]', (t) => {
+  t.is(backoffSeconds(0, 1, 600, () => 1), 1);
+  t.is(backoffSeconds(3, 1, 600, () => 1), 8);
+  t.is(backoffSeconds(3, 1, 600, () => 0), 4);
+  t.is(backoffSeconds(30, 1, 600, () => 1), 600);
+  for (let n = 0; n < 50; n++) {
+    const wait = backoffSeconds(n, 1, 600);
+    const cap = Math.min(600, 2 ** n);
+    t.true(wait >= cap / 2 && wait <= cap, `attempt ${n}: ${wait}`);
+  }
 });
