@@ -1,7 +1,9 @@
 //! The walk: one step per frame, trying CFI, then the frame pointer, then a stack scan.
 
-use foldhash::HashSet;
+use std::cell::OnceCell;
 use std::ops::Range;
+
+use foldhash::HashSet;
 
 use crate::cfi::{self, CfiCache, CfiError, ExpressionContext, Row, Rule};
 use crate::{
@@ -37,6 +39,41 @@ struct Candidate {
     trust: Trust,
     /// The current frame's CFA, as this method computed it.
     callee_cfa: Option<u64>,
+}
+
+/// The `(pc, sp)` of every frame of a walk, to stop at the first repeat.
+///
+/// While each frame's stack pointer is above every one before it, which is how a walk almost
+/// always goes, a candidate above the highest cannot repeat a frame; the pairs are then only
+/// listed, and indexed in a hash set the first time a candidate at or below that height asks
+/// (a leaf at frame 0, a signal frame on another stack). A 10,000-frame recursion so keeps 16
+/// bytes a frame instead of a hash table it never needs.
+#[derive(Default)]
+struct SeenFrames {
+    highest_sp: u64,
+    listed: Vec<(u64, u64)>,
+    indexed: OnceCell<HashSet<(u64, u64)>>,
+}
+
+impl SeenFrames {
+    fn contains(&self, pair: &(u64, u64)) -> bool {
+        if self.indexed.get().is_none() && pair.1 > self.highest_sp {
+            return false;
+        }
+        self.indexed
+            .get_or_init(|| self.listed.iter().copied().collect())
+            .contains(pair)
+    }
+
+    fn insert(&mut self, pair: (u64, u64)) {
+        self.highest_sp = self.highest_sp.max(pair.1);
+        match self.indexed.get_mut() {
+            Some(indexed) => {
+                indexed.insert(pair);
+            }
+            None => self.listed.push(pair),
+        }
+    }
 }
 
 /// What one method concluded.
@@ -109,7 +146,7 @@ impl Unwinder {
             kind,
             warnings,
         }];
-        let mut seen: HashSet<(u64, u64)> = HashSet::default();
+        let mut seen = SeenFrames::default();
         seen.insert((pc, sp));
         let mut signal_jumps = 0usize;
         let mut consecutive_scanned = 0usize;
@@ -165,7 +202,7 @@ impl Unwinder {
         &self,
         current: &Frame,
         memory: &dyn Memory,
-        seen: &HashSet<(u64, u64)>,
+        seen: &SeenFrames,
         signal_jumps: &mut usize,
     ) -> Result<(Frame, Option<u64>), StopReason> {
         let restored = match self.arch {
@@ -211,7 +248,7 @@ impl Unwinder {
         &mut self,
         current: &Frame,
         memory: &dyn Memory,
-        seen: &HashSet<(u64, u64)>,
+        seen: &SeenFrames,
     ) -> Result<(Frame, Option<u64>), StopReason> {
         let mut warnings: Vec<String> = Vec::new();
         let mut first_failure: Option<StopReason> = None;
@@ -350,7 +387,7 @@ impl Unwinder {
         candidate: &Candidate,
         current: &Frame,
         memory: &dyn Memory,
-        seen: &HashSet<(u64, u64)>,
+        seen: &SeenFrames,
         allow_equal_sp: bool,
     ) -> Result<(), StopReason> {
         let pc = candidate.regs.pc().unwrap_or(0);
@@ -628,12 +665,7 @@ impl Unwinder {
         }))
     }
 
-    fn scan_attempt(
-        &self,
-        current: &Frame,
-        memory: &dyn Memory,
-        seen: &HashSet<(u64, u64)>,
-    ) -> Attempt {
+    fn scan_attempt(&self, current: &Frame, memory: &dyn Memory, seen: &SeenFrames) -> Attempt {
         let fp_register = self.arch.fp_register();
         for index in 0..self.options.scan_words {
             let Some(address) = (index as u64)
@@ -748,5 +780,33 @@ impl Unwinder {
             .text_svma_ranges
             .iter()
             .any(|range| range.contains(&svma))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeenFrames;
+
+    #[test]
+    fn seen_frames_index_only_when_a_walk_stops_climbing() {
+        let mut seen = SeenFrames::default();
+        for sp in 1..=100u64 {
+            seen.insert((0x1000 + sp, sp * 16));
+        }
+        assert!(!seen.contains(&(0x1001, 10_000)), "above every frame");
+        assert!(
+            seen.indexed.get().is_none(),
+            "a climbing walk needs no index"
+        );
+        assert!(seen.contains(&(0x1001, 16)));
+        assert!(!seen.contains(&(0x1001, 32)));
+        assert!(seen.indexed.get().is_some());
+        // A frame lower down (a signal handler's stack), then climbing past it again.
+        seen.insert((0x9000, 8));
+        seen.insert((0x9001, 5000));
+        assert!(seen.contains(&(0x9000, 8)));
+        assert!(seen.contains(&(0x9001, 5000)));
+        assert!(seen.contains(&(0x1064, 1600)));
+        assert!(!seen.contains(&(0x9001, 5001)));
     }
 }
