@@ -14,4 +14,5 @@ command -v eu-stack >/dev/null || { echo "bench: eu-stack (elfutils) is missing"
 rc=0
 node dist/ts/bench/engine.js "$@" || rc=$?
 node dist/ts/bench/web.js || rc=$?
+node dist/ts/bench/handler.js || rc=$?
 exit "$rc"
