@@ -25,9 +25,10 @@
 // Options: --crashes N per variant (12), --mb M (64), --mem N handler runs for memory (3).
 // Needs root, gcc, flock and /usr/bin/time; bounded to ~90 s of crashing.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { findHandler, handlerPattern } from '../daemon/install.js';
 
 const CORE_PATTERN = '/proc/sys/kernel/core_pattern';
@@ -38,6 +39,7 @@ const DIR_PREFIX = '/tmp/cs-dt-bh-';
 const CRASHER = 'cs-bench-crash';
 const PATTERN_MAX = 127;
 const DEADLINE_MS = 90_000;
+const execFileAsync = promisify(execFile);
 
 function option(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);
@@ -152,12 +154,18 @@ function median(values: number[]): number {
   return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-function crashOnce(crasher: string): { ms: number; dumped: boolean; pid: number } {
-  const run = spawnSync(crasher, [String(MB)], { encoding: 'utf8', timeout: 60_000 });
-  const fields = run.stdout.trim().split(/\s+/).map(Number);
+/** One crash; async so that SIGINT/SIGTERM handlers get to run between crashes. */
+async function crashOnce(crasher: string): Promise<{ ms: number; dumped: boolean; pid: number }> {
+  let stdout = '';
+  try {
+    ({ stdout } = await execFileAsync(crasher, [String(MB)], { encoding: 'utf8', timeout: 60_000 }));
+  } catch (e) {
+    throw new Error(`${crasher} failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const fields = stdout.trim().split(/\s+/).map(Number);
   const [ns, dumped, pid] = fields;
-  if (run.status !== 0 || ns === undefined || dumped === undefined || pid === undefined || fields.some(Number.isNaN)) {
-    throw new Error(`${crasher} failed (status ${run.status}): ${run.stderr}${run.stdout}`);
+  if (ns === undefined || dumped === undefined || pid === undefined || fields.some(Number.isNaN)) {
+    throw new Error(`${crasher} printed "${stdout.trim()}", not "<ns> <dumped> <pid>"`);
   }
   return { ms: ns / 1e6, dumped: dumped === 1, pid };
 }
@@ -228,7 +236,7 @@ async function bench(dir: string, handler: string): Promise<void> {
     const order: ('cat' | 'handler')[] = i % 2 === 0 ? ['cat', 'handler'] : ['handler', 'cat'];
     for (const variant of order) {
       writeProc(CORE_PATTERN, variant === 'cat' ? catPattern : ourPattern);
-      const { ms, dumped } = crashOnce(crasher);
+      const { ms, dumped } = await crashOnce(crasher);
       if (!dumped) notDumped++;
       if (variant === 'cat') {
         sizes.cat.add(takeOnly(cores, 'cat'));
@@ -244,7 +252,7 @@ async function bench(dir: string, handler: string): Promise<void> {
   const nodeKb: number[] = [];
   writeProc(CORE_PATTERN, memPattern);
   for (let i = 0; i < MEM_RUNS; i++) {
-    const { pid } = crashOnce(crasher);
+    const { pid } = await crashOnce(crasher);
     takeOnly(pending, 'handler under time');
     const kb = Number(fs.readFileSync(path.join(rss, String(pid)), 'utf8').trim().split('\n').pop());
     if (!Number.isFinite(kb) || kb <= 0) throw new Error(`no peak RSS from /usr/bin/time for the handler of pid ${pid}`);
