@@ -170,9 +170,17 @@ async function crashOnce(crasher: string): Promise<{ ms: number; dumped: boolean
   return { ms: ns / 1e6, dumped: dumped === 1, pid };
 }
 
-/** The one regular file in `dir` (what a crash left), removed after its size is noted. */
-function takeOnly(dir: string, what: string): number {
-  const names = fs.readdirSync(dir).filter((n) => !n.startsWith('.'));
+/**
+ * The one regular file in `dir` (what a crash left), removed after its size is noted. The handler
+ * lets the crashed process go as soon as it holds the whole core and makes the spool durable
+ * afterwards, so the file may appear a moment after the reap: wait for it (outside the timing).
+ */
+async function takeOnly(dir: string, what: string): Promise<number> {
+  let names = fs.readdirSync(dir).filter((n) => !n.startsWith('.'));
+  for (let i = 0; i < 200 && names.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    names = fs.readdirSync(dir).filter((n) => !n.startsWith('.'));
+  }
   if (names.length !== 1) throw new Error(`${what}: expected one core in ${dir}, found ${names.length} (${names.join(', ')})`);
   const file = path.join(dir, names[0] as string);
   const size = fs.statSync(file).size;
@@ -239,9 +247,9 @@ async function bench(dir: string, handler: string): Promise<void> {
       const { ms, dumped } = await crashOnce(crasher);
       if (!dumped) notDumped++;
       if (variant === 'cat') {
-        sizes.cat.add(takeOnly(cores, 'cat'));
+        sizes.cat.add(await takeOnly(cores, 'cat'));
       } else {
-        sizes.handler.add(takeOnly(pending, 'handler'));
+        sizes.handler.add(await takeOnly(pending, 'handler'));
         for (const name of fs.readdirSync(meta)) fs.rmSync(path.join(meta, name));
       }
       if (i >= 0) (variant === 'cat' ? catMs : ourMs).push(ms);
@@ -253,7 +261,7 @@ async function bench(dir: string, handler: string): Promise<void> {
   writeProc(CORE_PATTERN, memPattern);
   for (let i = 0; i < MEM_RUNS; i++) {
     const { pid } = await crashOnce(crasher);
-    takeOnly(pending, 'handler under time');
+    await takeOnly(pending, 'handler under time');
     const kb = Number(fs.readFileSync(path.join(rss, String(pid)), 'utf8').trim().split('\n').pop());
     if (!Number.isFinite(kb) || kb <= 0) throw new Error(`no peak RSS from /usr/bin/time for the handler of pid ${pid}`);
     handlerKb.push(kb);

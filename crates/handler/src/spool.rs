@@ -228,6 +228,11 @@ fn spool_core(
             }
         }
     }
+    // Every byte of the core is in our file (the page cache) now. The kernel keeps the crashed
+    // process from being reaped until every reader of the core pipe is gone, so the fsyncs and
+    // renames below would add their disk latency to every crash: let the process go first and
+    // make the spool durable in a detached child.
+    release_the_process();
     fsync(file.as_raw_fd()).map_err(|e| HandlerError::io("fsync of the spool file", e))?;
     drop(file);
 
@@ -281,6 +286,24 @@ fn spool_core(
         .map_err(|e| HandlerError::io("moving the core into pending/", e))?;
     fsync(archive.pending.as_raw_fd()).map_err(|e| HandlerError::io("fsync of pending/", e))?;
     Ok(Spooled::Done { bytes, truncated })
+}
+
+/// Ends the kernel's wait for this handler while the work goes on: the parent exits at once, the
+/// child closes its end of the core pipe (the kernel waits for every reader) and carries on in a
+/// session of its own. Standard output and error stay open in the child, so whoever started the
+/// handler with pipes there (tests, a wrapper) still sees it finish. If fork fails, the handler
+/// simply finishes before the process goes, as it would without this.
+fn release_the_process() {
+    // SAFETY: the handler is single-threaded; fork, setsid, close and _exit have no
+    // preconditions beyond that, and the child only runs this program's own code.
+    match unsafe { libc::fork() } {
+        0 => unsafe {
+            libc::setsid();
+            libc::close(0);
+        },
+        pid if pid > 0 => unsafe { libc::_exit(0) },
+        _ => {}
+    }
 }
 
 /// Tells a running coresnapd that `pending/<uuid>` exists; a daemon that is down finds it when
