@@ -39,10 +39,48 @@ pub(crate) fn open_core(path: &Path, options: &CoreOptions) -> Result<ProcessIma
     if metadata.len() == 0 {
         return Err(CoreError::Empty);
     }
+    // coresnapd keeps cores zstd-compressed once their snapshot is made; such a core is
+    // decompressed into an unlinked temporary file first, so it is read like any other.
+    let file = if is_zstd(&file) { decompress_zstd(file).map_err(io)? } else { file };
     // SAFETY: read-only mapping; a core rewritten while we read it gives wrong bytes, as with
     // every other core reader.
     let map = unsafe { Mmap::map(&file) }.map_err(io)?;
     build(CoreBytes::mapped(map, file), options, path.parent())
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+fn is_zstd(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 4];
+    file.read_exact_at(&mut magic, 0).is_ok() && magic == ZSTD_MAGIC
+}
+
+/// Decompresses every zstd frame of `file` into a temporary file that is unlinked at once (it
+/// lives as long as the returned handle), in `$TMPDIR`.
+fn decompress_zstd(file: File) -> std::io::Result<File> {
+    use std::io::{BufRead, BufReader, Error, ErrorKind};
+    use std::os::unix::fs::OpenOptionsExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = std::env::temp_dir().join(format!(".coresnap-core-{}-{nanos}", std::process::id()));
+    let mut out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&name)?;
+    let _ = std::fs::remove_file(&name);
+    let mut input = BufReader::new(file);
+    while !input.fill_buf()?.is_empty() {
+        let mut frame = ruzstd::decoding::StreamingDecoder::new(&mut input)
+            .map_err(|e| Error::new(ErrorKind::InvalidData, format!("the zstd-compressed core is damaged: {e}")))?;
+        std::io::copy(&mut frame, &mut out)
+            .map_err(|e| Error::new(e.kind(), format!("the zstd-compressed core cannot be decompressed: {e}")))?;
+    }
+    Ok(out)
 }
 
 pub(crate) fn from_core_bytes(
