@@ -72,7 +72,7 @@ test.serial('5xx and 429 answers are retried; another 4xx is a final refusal tha
   const flaky = await api(s.url, s.adminSession, 'POST', '/api/admin/projects/blackhole/integrations', { type: 'webhook', url: receiver.url('/flaky') });
   const gone = await api(s.url, s.adminSession, 'POST', '/api/admin/projects/blackhole/integrations', { type: 'webhook', url: receiver.url('/gone') });
   const c = await submit(s.url, s.token, crash(['sometimes', 'main']));
-  const [ok] = await receiver.waitFor(1, 15_000, (r) => r.path === '/flaky');
+  const [ok] = await receiver.waitFor(1, 60_000, (r) => r.path === '/flaky');
   t.is(ok!.json.fingerprint, c.fingerprint);
   await s.service.idle();
   const flakyLog = await api(s.url, s.adminSession, 'GET', `/api/admin/projects/blackhole/integrations/${flaky.json.integration.id}/deliveries`);
@@ -93,7 +93,7 @@ test.serial('5xx and 429 answers are retried; another 4xx is a final refusal tha
   refuse = false;
   const retry = await api(s.url, s.adminSession, 'POST', `/api/admin/projects/blackhole/integrations/${gone.json.integration.id}/deliveries/${refused.id}/retry`);
   t.is(retry.status, 200);
-  const [late] = await receiver.waitFor(1, 15_000, (r) => r.path === '/gone');
+  const [late] = await receiver.waitFor(1, 60_000, (r) => r.path === '/gone');
   t.is(late!.json.fingerprint, c.fingerprint);
   await eventually('the retried delivery to be delivered', async () => {
     const log = await api(s.url, s.adminSession, 'GET', `/api/admin/projects/blackhole/integrations/${gone.json.integration.id}/deliveries`);
@@ -143,7 +143,7 @@ test.serial('1,000 crashes of one group in 10 s: exactly one new-group message, 
   const elapsed = Date.now() - started;
   t.true(elapsed < 12_000, `submitting took ${elapsed} ms`);
   t.is(await s.store.countObjects(s.project.id), 1000);
-  await receiver.waitFor(1, 15_000, (r) => r.path === '/hour');
+  await receiver.waitFor(1, 60_000, (r) => r.path === '/hour');
   await s.service.idle();
   const on = (path: string) => receiver.received.filter((r) => r.path === path);
   t.is(on('/new').length, 1);

@@ -93,7 +93,7 @@ export class Receiver {
   }
 
   /** Resolves once `n` requests were accepted (2xx), or rejects after `timeoutMs`. */
-  async waitFor(n: number, timeoutMs = 15_000, filter: (r: Received) => boolean = () => true): Promise<Received[]> {
+  async waitFor(n: number, timeoutMs = 60_000, filter: (r: Received) => boolean = () => true): Promise<Received[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const got = this.received.filter(filter);
@@ -202,7 +202,7 @@ export async function api(
 }
 
 /** Waits until `check` holds, polling; throws with `what` after `timeoutMs`. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();

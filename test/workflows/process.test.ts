@@ -62,7 +62,7 @@ test.serial('deliveries pending when coroner is killed go out after it restarts;
   const late = await submit(serve.url, token, crash(['acknowledged_then_killed', 'main']));
   await serve.stop('SIGKILL');
   serve = await spawnServe(dataDir, [], ENV);
-  const [announced] = await receiver.waitFor(1, 15_000, (r) => r.json.fingerprint === late.fingerprint);
+  const [announced] = await receiver.waitFor(1, 60_000, (r) => r.json.fingerprint === late.fingerprint);
   t.is(announced!.json.event, 'new-group');
   t.deepEqual(announced!.json.top_frames, ['acknowledged_then_killed', 'main']);
 

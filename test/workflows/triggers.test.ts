@@ -49,7 +49,7 @@ test.serial('new-group, threshold and regression each fire once for their event 
   await submit(s.url, s.token, crash(['parse_header', 'read_request', 'main']));
   const b = await submit(s.url, s.token, crash(['flush_cache', 'main']));
   t.not(a1.fingerprint, b.fingerprint);
-  await receiver.waitFor(2, 15_000, (r) => r.path === '/new');
+  await receiver.waitFor(2, 60_000, (r) => r.path === '/new');
   await s.service.idle();
   t.deepEqual(on('/new').map((r) => r.json.fingerprint).sort(), [a1.fingerprint, b.fingerprint].sort());
   t.is(on('/threshold').length, 0);
@@ -73,7 +73,7 @@ test.serial('new-group, threshold and regression each fire once for their event 
   // Two more of A make five within the hour: one threshold message, still no other.
   await submit(s.url, s.token, crash(['parse_header', 'read_request', 'main']));
   await submit(s.url, s.token, crash(['parse_header', 'read_request', 'main']));
-  const [th] = await receiver.waitFor(1, 15_000, (r) => r.path === '/threshold');
+  const [th] = await receiver.waitFor(1, 60_000, (r) => r.path === '/threshold');
   t.is(th!.json.event, 'threshold');
   t.is(th!.json.fingerprint, a1.fingerprint);
   t.deepEqual(th!.json.threshold, { count: 5, window: '1h', window_seconds: 3600, crashes_in_window: 5 });
@@ -91,7 +91,7 @@ test.serial('new-group, threshold and regression each fire once for their event 
   t.is(await s.store.getGroupState(s.project.id, a1.fingerprint), 'resolved');
   await submit(s.url, s.token, crash(['flush_cache', 'main'])); // B was never resolved: no regression
   await submit(s.url, s.token, crash(['parse_header', 'read_request', 'main']));
-  const [reg] = await receiver.waitFor(1, 15_000, (r) => r.path === '/regression');
+  const [reg] = await receiver.waitFor(1, 60_000, (r) => r.path === '/regression');
   t.is(reg!.json.event, 'regression');
   t.is(reg!.json.fingerprint, a1.fingerprint);
   t.is(reg!.json.count, 11);

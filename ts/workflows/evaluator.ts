@@ -58,10 +58,18 @@ export class Evaluator {
   private readonly universeNames = new Map<number, string>();
   private readonly idleWaiters: Array<() => void> = [];
 
+  /**
+   * When this evaluator started (seconds): a project first seen at start takes the crashes
+   * received before as its history; crashes received since are evaluated, even those that
+   * landed while the first pass was still scanning (else they would be swallowed as history).
+   */
+  private startedAt = 0;
+
   constructor(private readonly options: EvaluatorOptions) {}
 
   /** Subscribes to the store and evaluates every project's backlog; resolves when that is done. */
   async start(): Promise<void> {
+    this.startedAt = Math.floor(Date.now() / 1000);
     this.unsubscribe = this.options.store.onChange((event) => {
       if (event.kind === 'insert') {
         const min = event.ids.reduce((a, b) => Math.min(a, b), Number.MAX_SAFE_INTEGER);
@@ -192,6 +200,7 @@ export class Evaluator {
     if (boundary > 0) {
       for await (const o of this.options.store.scanObjects(project.id)) {
         if (o.id > boundary) break;
+        if (firstInsertedId === undefined && o.receivedAt >= this.startedAt) break;
         lastObjectId = Math.max(lastObjectId, o.id);
         if (!o.fingerprint) continue;
         countInto(groups, o);
