@@ -14,21 +14,9 @@
 
 import { UsageError } from '../cli/errors.js';
 
-export const FILTER_OPERATORS = [
-  'equal',
-  'not-equal',
-  'regular-expression',
-  'inverse-regular-expression',
-  'contains',
-  'not-contains',
-  'at-least',
-  'at-most',
-  'greater-than',
-  'less-than',
-  'is-set',
-  'is-not-set',
-] as const;
-export type FilterOperator = (typeof FILTER_OPERATORS)[number];
+import { FILTER_OPERATORS, type FilterOperator } from '../protocol/filters.js';
+
+export { FILTER_OPERATORS, type FilterOperator };
 
 /** Operators that take no value. */
 const UNARY_OPERATORS: ReadonlySet<string> = new Set(['is-set', 'is-not-set']);

@@ -8,21 +8,9 @@
 import type { AttributeValue } from '../store/types.js';
 import { QueryError } from './errors.js';
 
-export const FILTER_OPS = [
-  'equal',
-  'not-equal',
-  'regular-expression',
-  'inverse-regular-expression',
-  'contains',
-  'not-contains',
-  'at-least',
-  'at-most',
-  'greater-than',
-  'less-than',
-  'is-set',
-  'is-not-set',
-] as const;
-export type FilterOp = (typeof FILTER_OPS)[number];
+import { FILTER_OPERATORS as FILTER_OPS, type FilterOperator as FilterOp } from '../protocol/filters.js';
+
+export { FILTER_OPS, type FilterOp };
 
 export const FOLD_OPS = [
   'head',
