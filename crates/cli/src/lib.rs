@@ -132,7 +132,8 @@ pub const USAGE_COMMON: &str = "\
   --debug-dir DIR        also search the build-id debug tree DIR/.build-id (repeatable)
   --resource PATH        attach a file (or each file of a folder) to the snapshot (repeatable)
   --classifier NAME      add a classifier (repeatable)
-  --faulted              the process crashed (for a live process: mark its current signal)
+  --faulted              the process crashed (vendor flag; a core always marks its faulting
+                         thread, a live snapshot without it has no faulting thread)
   --load=PREFIX, --module=..., --thread=..., --fault-thread=...
                          accepted for compatibility with the vendor's ptrace; no effect
   --json                 (bt) print the snapshot JSON instead of text

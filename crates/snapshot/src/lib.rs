@@ -173,9 +173,7 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
 
     let abort_message = read_abort_message(&image, &modules);
     let crash_state = crashing.and_then(|c| image.threads.get(c));
-    let stack_pointer = crash_state.and_then(|t| {
-        t.dwarf_registers(image.arch).into_iter().find(|(r, _)| *r == if uarch == UnwindArch::X86_64 { 7 } else { 31 }).map(|(_, v)| v)
-    });
+    let stack_pointer = crash_state.and_then(|t| t.sp(image.arch));
     let fault_address = image.signal.as_ref().and_then(|s| s.address);
     let mut classifiers = classify::classify(&classify::CrashFacts {
         signal: if crashing.is_some() { image.signal.as_ref().map(|s| s.number) } else { None },
