@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { explainFingerprint } from '../../ts/grouping/fingerprint.js';
+import { CompiledGroupingRules, callstackOf, explainFingerprint, groupReport } from '../../ts/grouping/fingerprint.js';
+import { DEFAULT_GROUPING_RULES, parseGroupingRules } from '../../ts/grouping/rules.js';
 import { corpusDir } from '../helpers/corpus.js';
 import { corpusSnapshot, execFileP, http, report, snapshot, startServer, tempDir, type TestServer } from './helpers.js';
 
@@ -157,4 +158,29 @@ test('normalisation: names lose parameters, offsets and clone suffixes; unnamed 
   t.regex(b.frames[1]!.reason, /ASLR/);
   const c = explainFingerprint(stack([{ funcName: '(anonymous namespace)::Widget::draw(int)' }, { funcName: 'operator()' }]));
   t.deepEqual(c.frames.map((f) => f.name), ['(anonymous namespace)::Widget::draw', 'operator()']);
+});
+
+test.serial('ingestion\'s one-pass grouping (remembered per stack) gives what explain and callstack give, on every snapshot and SDK shape', async (t) => {
+  const reports: Array<Record<string, unknown>> = [];
+  for (const c of ['c-segv-O0', 'c-segv-O2', 'c-abort']) {
+    const file = path.join(out, `${c}.json`);
+    if (!fs.existsSync(file)) await corpusSnapshot(c, out);
+    reports.push(JSON.parse(fs.readFileSync(file, 'utf8')));
+  }
+  reports.push(report(), report({ fingerprint: 'my own' }), report({ classifiers: ['TypeError'] }));
+  reports.push(report({ threads: { main: { fault: true, stack: [{ funcName: 'abort' }, { funcName: 'f(int) const+0x10' }, { library: '/lib/libx.so', libraryOffset: 4096 }, { address: '0x1234' }] } } }));
+  // Two stacks whose fields run together the same way: they must not share a remembered verdict.
+  reports.push(report({ threads: { main: { fault: true, stack: [{ funcName: 'a', library: 'bc' }] } } }));
+  reports.push(report({ threads: { main: { fault: true, stack: [{ funcName: 'ab', library: 'c' }] } } }));
+  const fewerFrames = new CompiledGroupingRules(parseGroupingRules({ ...DEFAULT_GROUPING_RULES, frames: 2, inlined: 'skip' }), 7);
+  for (const rules of [new CompiledGroupingRules(), fewerFrames]) {
+    for (let round = 0; round < 2; round++) {
+      for (const r of reports) {
+        const fast = groupReport(r, rules);
+        t.is(fast.fingerprint, explainFingerprint(r, rules).fingerprint, `fingerprint of ${String(r.uuid)} (round ${round})`);
+        t.deepEqual(fast.callstack, callstackOf(r, rules));
+      }
+    }
+  }
+  t.not(groupReport(reports.at(-1)!).fingerprint, groupReport(reports.at(-2)!).fingerprint);
 });

@@ -10,6 +10,7 @@ import zlib from 'node:zlib';
 import test from 'ava';
 import { BacktraceBufferAttachment, BacktraceClient } from '@backtrace/node';
 import { startSession } from '../../ts/server/auth.js';
+import { openSqliteStore } from '../../ts/store/sqlite.js';
 import { http, report, startServer, type TestServer } from './helpers.js';
 
 let s: TestServer;
@@ -224,6 +225,35 @@ test.serial('bad bodies of every kind are refused with a status and a message, a
     t.is(typeof res.json?.error?.code, 'number', name);
   }
   t.is(await count(), before, 'nothing was stored');
+});
+
+test.serial('a bad report sent together with good ones is refused alone: they share a batch, not a fate', async (t) => {
+  const before = await count();
+  const good = Array.from({ length: 20 }, () => report());
+  const answers = await Promise.all([
+    ...good.map((r) => http(postUrl(), { body: JSON.stringify(r) })),
+    http(postUrl(), { body: '{"uuid": "half' }),
+    http(postUrl(), { body: JSON.stringify(report({ uuid: 42 })) }),
+  ]);
+  t.deepEqual(answers.map((a) => a.status), [...good.map(() => 200), 400, 400]);
+  t.regex(answers[20]!.json.error.message, /not valid JSON/);
+  t.regex(answers[21]!.json.error.message, /uuid/);
+  t.is(await count(), before + good.length);
+});
+
+test.serial('a token revoked by another process (the admin CLI) is refused within a second or so', async (t) => {
+  const token = await s.store.createToken({ id: 'cd'.repeat(32), projectId: s.project.id, name: 'elsewhere', ownerUid: 1, capabilities: [] });
+  const url = `${s.url}/post?format=json&token=${token.id}`;
+  t.is((await http(url, { body: JSON.stringify(report()) })).status, 200);
+  // Another process: its own connection to the same data folder, as `coroner token delete` has.
+  const other = await openSqliteStore({ dataDir: s.dataDir, workers: false });
+  try {
+    await other.revokeToken(token.id);
+  } finally {
+    await other.close();
+  }
+  await new Promise((r) => setTimeout(r, 1200));
+  t.is((await http(url, { body: JSON.stringify(report()) })).status, 403);
 });
 
 test.serial('a missing token is 401, a wrong or revoked one 403; oversized bodies are 413, compressed or not', async (t) => {

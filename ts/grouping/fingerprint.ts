@@ -60,7 +60,69 @@ export class CompiledGroupingRules {
     });
     this.suffixes = rules.stripSuffixes.map((s, i) => compile(s, `stripSuffixes[${i}]`));
   }
+
+  // Crash streams repeat the same few thousand stacks, and the regular expressions below are most
+  // of a report's grouping cost: both verdicts are remembered per distinct input. Bounded, so a
+  // stream of generated names cannot grow them without end.
+  private readonly names = new Map<string, string>();
+  private readonly verdicts = new Map<string, { anywhere: number; top: number }>();
+  /** Whole stacks (see `groupReport`): their callstack and the names the fingerprint uses. */
+  readonly stacks = new Map<string, WalkedStack>();
+
+  rememberStack(key: string, walked: WalkedStack): void {
+    if (this.stacks.size >= STACK_MEMO_LIMIT) this.stacks.clear();
+    this.stacks.set(key, walked);
+  }
+
+  /** `normaliseFunctionName` with these rules' suffixes, remembered. */
+  normalise(raw: string): string {
+    let name = this.names.get(raw);
+    if (name === undefined) {
+      name = normaliseFunctionName(raw, this.suffixes);
+      if (this.names.size >= MEMO_LIMIT) this.names.clear();
+      this.names.set(raw, name);
+    }
+    return name;
+  }
+
+  /**
+   * The skip rule that applies to a frame (its index in `skip`), or -1. Rules are tried in
+   * order; a `top` rule only counts while no frame has been used yet.
+   */
+  skipRule(name: string, library: string, frameKind: unknown, noFrameUsedYet: boolean): number {
+    const key = `${name}\u0000${library}\u0000${typeof frameKind === 'string' ? `=${frameKind}` : ''}`;
+    let v = this.verdicts.get(key);
+    if (v === undefined) {
+      v = { anywhere: -1, top: -1 };
+      for (let i = 0; i < this.skip.length; i++) {
+        const c = this.skip[i]!;
+        if (c.rule.frameKind !== undefined && frameKind !== c.rule.frameKind) continue;
+        if (c.fn && !c.fn.test(name)) continue;
+        if (c.lib && !c.lib.test(library)) continue;
+        if (c.rule.where === 'top') {
+          if (v.top < 0) v.top = i;
+        } else {
+          v.anywhere = i;
+          break;
+        }
+      }
+      if (this.verdicts.size >= MEMO_LIMIT) this.verdicts.clear();
+      this.verdicts.set(key, v);
+    }
+    if (noFrameUsedYet && v.top >= 0 && (v.anywhere < 0 || v.top < v.anywhere)) return v.top;
+    return v.anywhere;
+  }
 }
+
+/** A stack as grouping saw it, and the fingerprints it made per kind of crash. */
+interface WalkedStack {
+  callstack: string[];
+  used: string[];
+  byKind: Map<string, string>;
+}
+
+const MEMO_LIMIT = 100_000;
+const STACK_MEMO_LIMIT = 20_000;
 
 const DEFAULT_COMPILED = new CompiledGroupingRules();
 
@@ -135,10 +197,10 @@ function matchingParen(s: string, open: number): number {
 }
 
 /** The name a frame contributes to a fingerprint, or undefined when it has nothing stable. */
-export function frameName(frame: Frame, suffixes: RegExp[] = DEFAULT_COMPILED.suffixes): string | undefined {
+export function frameName(frame: Frame, suffixes: RegExp[] | CompiledGroupingRules = DEFAULT_COMPILED.suffixes): string | undefined {
   const library = typeof frame.library === 'string' ? frame.library : typeof frame.path === 'string' ? frame.path : undefined;
   if (typeof frame.funcName === 'string' && frame.funcName.trim() && !/^(\?\?|<unknown>|unknown)$/.test(frame.funcName.trim())) {
-    const name = normaliseFunctionName(frame.funcName, suffixes);
+    const name = suffixes instanceof CompiledGroupingRules ? suffixes.normalise(frame.funcName) : normaliseFunctionName(frame.funcName, suffixes);
     // JavaScript's anonymous functions are told apart by their file.
     if ((name === 'anonymous' || name === '<anonymous>') && library) return `${name}@${basename(library)}`;
     return name;
@@ -177,29 +239,19 @@ export function explainFingerprint(report: Record<string, unknown>, compiled: Co
   const used: string[] = [];
   const stack = thread?.stack ?? [];
   stack.forEach((frame, index) => {
-    const name = frameName(frame, compiled.suffixes);
+    const name = frameName(frame, compiled);
     const explained = (usedIt: boolean, reason: string): void => {
       frames.push({ index, name: name ?? describeUnnamed(frame), used: usedIt, reason });
     };
-    if (name === undefined) return explained(false, 'no function name and no module offset: its address moves with ASLR');
-    if (frame.inlined === true && rules.inlined === 'skip') return explained(false, 'an inlined frame (rules: inlined = skip)');
-    if (frame.tailCall === true && rules.tailCalls === 'skip') return explained(false, 'a frame rebuilt from a tail call (rules: tailCalls = skip)');
-    const library = typeof frame.library === 'string' ? basename(frame.library) : typeof frame.path === 'string' ? basename(frame.path) : '';
-    for (const c of compiled.skip) {
-      if (c.rule.where === 'top' && used.length > 0) continue;
-      if (c.rule.frameKind !== undefined && frame.kind !== c.rule.frameKind) continue;
-      if (c.fn && !c.fn.test(name)) continue;
-      if (c.lib && !c.lib.test(library)) continue;
-      return explained(false, c.rule.reason);
-    }
-    if (used.length >= rules.frames) return explained(false, `beyond the top ${rules.frames} frames the rules use`);
-    used.push(name);
+    const skipped = skipReason(frame, name, compiled, used.length);
+    if (skipped !== undefined) return explained(false, skipped);
+    used.push(name!);
     explained(true, `frame ${used.length} of ${rules.frames}`);
   });
-  const hashInput = [`kind=${kind ?? ''}`, ...used].join('\n');
+  const hashInput = hashInputOf(kind, used);
   const own = sdkFingerprint(report);
   return {
-    fingerprint: own ?? createHash('sha256').update(hashInput).digest('hex'),
+    fingerprint: own ?? sha256Hex(hashInput),
     source: own ? 'sdk' : 'frames',
     rulesVersion: compiled.version,
     thread: thread?.key ?? null,
@@ -208,6 +260,82 @@ export function explainFingerprint(report: Record<string, unknown>, compiled: Co
     frames,
     hashInput,
   };
+}
+
+/** Why a frame does not count towards the fingerprint, or undefined when it does (`name` is then defined). */
+function skipReason(frame: Frame, name: string | undefined, compiled: CompiledGroupingRules, usedSoFar: number): string | undefined {
+  const { rules } = compiled;
+  if (name === undefined) return 'no function name and no module offset: its address moves with ASLR';
+  if (frame.inlined === true && rules.inlined === 'skip') return 'an inlined frame (rules: inlined = skip)';
+  if (frame.tailCall === true && rules.tailCalls === 'skip') return 'a frame rebuilt from a tail call (rules: tailCalls = skip)';
+  const library = typeof frame.library === 'string' ? basename(frame.library) : typeof frame.path === 'string' ? basename(frame.path) : '';
+  const rule = compiled.skipRule(name, library, frame.kind, usedSoFar === 0);
+  if (rule >= 0) return compiled.skip[rule]!.rule.reason;
+  if (usedSoFar >= rules.frames) return `beyond the top ${rules.frames} frames the rules use`;
+  return undefined;
+}
+
+function hashInputOf(kind: string | null, used: string[]): string {
+  return [`kind=${kind ?? ''}`, ...used].join('\n');
+}
+
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * What ingestion needs of a report, in one pass: its fingerprint (as `explainFingerprint` would
+ * give it) and its `callstack` (as `callstackOf`), without building the explanation.
+ */
+export function groupReport(report: Record<string, unknown>, compiled: CompiledGroupingRules = DEFAULT_COMPILED, maxCallstack = 128): { fingerprint: string; callstack: string[] } {
+  const thread = faultingThread(report);
+  const stack = thread?.stack ?? [];
+  const own = sdkFingerprint(report);
+  const key = stack.length <= MAX_REMEMBERED_STACK ? stackKey(stack) : undefined;
+  let walked = key === undefined ? undefined : compiled.stacks.get(key);
+  if (walked === undefined) {
+    const callstack: string[] = [];
+    const used: string[] = [];
+    for (const frame of stack) {
+      const name = frameName(frame, compiled);
+      if (callstack.length < maxCallstack) callstack.push(name ?? describeUnnamed(frame));
+      if (used.length < compiled.rules.frames && skipReason(frame, name, compiled, used.length) === undefined) used.push(name!);
+    }
+    walked = { callstack, used, byKind: new Map() };
+    if (key !== undefined) compiled.rememberStack(key, walked);
+  }
+  const callstack = walked.callstack.slice(0, maxCallstack);
+  if (own !== undefined) return { fingerprint: own, callstack };
+  const kind = crashKind(report, compiled.rules).kind ?? '';
+  let fingerprint = walked.byKind.get(kind);
+  if (fingerprint === undefined) {
+    fingerprint = sha256Hex(hashInputOf(kind, walked.used));
+    if (walked.byKind.size < 64) walked.byKind.set(kind, fingerprint);
+  }
+  return { fingerprint, callstack };
+}
+
+/** Stacks longer than this are grouped without being remembered. */
+const MAX_REMEMBERED_STACK = 256;
+
+/**
+ * Everything of a stack that `frameName`, `skipReason` and `describeUnnamed` read, as one string.
+ * Each part carries its type and length, so no two different stacks share a key (a report cannot
+ * forge another's key to plant a wrong fingerprint in the memo).
+ */
+function stackKey(stack: Frame[]): string {
+  let key = '';
+  for (const f of stack) {
+    key += keyPart(f.funcName) + keyPart(f.library) + keyPart(f.path) + keyPart(f.libraryOffset) + keyPart(f.kind) +
+      keyPart(f.inlined) + keyPart(f.tailCall) + keyPart(f.address) + '|';
+  }
+  return key;
+}
+
+function keyPart(v: unknown): string {
+  if (typeof v === 'string') return `s${v.length}:${v}`;
+  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v === 'number' ? 'n' : 'b'}${String(v)};`;
+  return '-';
 }
 
 function describeUnnamed(frame: Frame): string {
@@ -226,7 +354,7 @@ export function callstackOf(report: Record<string, unknown>, compiled: CompiledG
   const out: string[] = [];
   for (const frame of thread.stack) {
     if (out.length >= max) break;
-    out.push(frameName(frame, compiled.suffixes) ?? describeUnnamed(frame));
+    out.push(frameName(frame, compiled) ?? describeUnnamed(frame));
   }
   return out;
 }

@@ -14,11 +14,10 @@
  * crash is committed; a report whose uuid the project already has answers the stored `_rxid`.
  */
 
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import busboy from 'busboy';
-import { CompiledGroupingRules, callstackOf, explainFingerprint } from '../grouping/fingerprint.js';
-import { parseGroupingRules } from '../grouping/rules.js';
-import type { AttributeValue, CrashObject, NewCrash, Project, Store } from '../store/types.js';
+import { MAX_ATTACHMENTS, MAX_ATTRIBUTE_STRING, MAX_ATTRIBUTES, addAttributes, numericTimestamp, safeAttachmentName } from '../ingest/prepare.js';
+import type { AttributeValue, CrashObject, NewCrash, Project, SubmissionReceipt } from '../store/types.js';
 import { HttpError, type RequestContext, type Router } from './router.js';
 
 export interface SubmissionLimits {
@@ -66,52 +65,65 @@ export class SubmissionLimiter {
 
 /** Query parameters that steer the submission rather than describe the crash. */
 const RESERVED_PARAMS = new Set(['token', 'format', 'universe', 'project', '_mod_sync', 'object', 'attachment_name', 'attachment_id', 'resource']);
-const MAX_ATTRIBUTES = 1024;
-const MAX_ATTRIBUTE_KEY = 256;
-const MAX_ATTRIBUTE_STRING = 64 * 1024;
-const MAX_ATTACHMENTS = 64;
 
 export function mountSubmissions(router: Router, limiter: SubmissionLimiter, limits: SubmissionLimits): void {
   const options = { maxBodyBytes: limits.maxSubmissionBytes };
-  const rulesCache = new Map<number, CompiledGroupingRules>();
 
   const submit = async (ctx: RequestContext, project: Project, format: string | null) => {
     limiter.acquire(project.id);
     try {
-      return await accept(ctx, project, format, rulesCache);
+      return await accept(ctx, project, format);
     } finally {
       limiter.release();
     }
   };
 
+  // Every submission names its token: remembering what a token stands for saves the event loop
+  // three lookups per report. An entry is dropped as soon as this store's configuration changes
+  // (a token revoked, a project deleted) and after a second in any case (a change made by another
+  // process, such as `coroner token delete`).
+  const tokens = new Map<string, { project: Project; universe: string; version: number; at: number }>();
+  const projectOfToken = async (ctx: RequestContext, tokenId: string | null): Promise<{ project: Project; universe: string }> => {
+    if (!tokenId) throw new HttpError(401, 'A submission token is required (token=...).');
+    const now = Date.now();
+    const known = tokens.get(tokenId);
+    if (known && known.version === ctx.store.configVersion && now - known.at < TOKEN_CACHE_MS) return known;
+    const version = ctx.store.configVersion;
+    const token = await ctx.submissionToken(tokenId);
+    const project = token && (await ctx.store.getProjectById(token.projectId));
+    const universe = project && (await ctx.store.getUniverseById(project.universeId));
+    if (!project || !universe) {
+      tokens.delete(tokenId);
+      throw new HttpError(403, 'invalid token');
+    }
+    if (tokens.size >= 10_000) tokens.clear();
+    const entry = { project, universe: universe.name, version, at: now };
+    tokens.set(tokenId, entry);
+    return entry;
+  };
+
   router.route('POST', '/post', async (ctx) => {
-    const project = await projectOfToken(ctx, ctx.query.get('token'));
+    const { project } = await projectOfToken(ctx, ctx.query.get('token'));
     return submit(ctx, project, ctx.query.get('format'));
   }, options);
 
   router.route('POST', '/api/post', async (ctx) => {
     // morgue put sends a session token with universe and project; the on-prem docs use a submission token.
     const auth = await ctx.sessionFromRequest();
-    const project = auth ? await ctx.requireProject(auth) : await projectOfToken(ctx, ctx.query.get('token'));
+    const project = auth ? await ctx.requireProject(auth) : (await projectOfToken(ctx, ctx.query.get('token'))).project;
     if (ctx.query.get('resource') === '_kv') throw new HttpError(400, 'resource=_kv is not supported; use set through /api/query.');
     return submit(ctx, project, ctx.query.get('format'));
   }, options);
 
   router.route('POST', '/:universe/:token/:format', async (ctx) => {
-    const project = await projectOfToken(ctx, ctx.params.token ?? null);
-    const universe = await ctx.store.getUniverseById(project.universeId);
-    if (!universe || universe.name !== ctx.params.universe) throw new HttpError(403, 'invalid token');
+    const { project, universe } = await projectOfToken(ctx, ctx.params.token ?? null);
+    if (universe !== ctx.params.universe) throw new HttpError(403, 'invalid token');
     return submit(ctx, project, ctx.params.format ?? null);
   }, options);
 }
 
-async function projectOfToken(ctx: RequestContext, tokenId: string | null): Promise<Project> {
-  if (!tokenId) throw new HttpError(401, 'A submission token is required (token=...).');
-  const token = await ctx.submissionToken(tokenId);
-  const project = token && (await ctx.store.getProjectById(token.projectId));
-  if (!project) throw new HttpError(403, 'invalid token');
-  return project;
-}
+/** How long a token's project is remembered without looking again (see `projectOfToken`). */
+const TOKEN_CACHE_MS = 1000;
 
 interface Part {
   field: string;
@@ -126,7 +138,7 @@ interface Decoded {
   fields: Array<[string, string]>;
 }
 
-async function accept(ctx: RequestContext, project: Project, formatParam: string | null, rulesCache: Map<number, CompiledGroupingRules>) {
+async function accept(ctx: RequestContext, project: Project, formatParam: string | null) {
   const objectRef = ctx.query.get('object');
   if (objectRef !== null) return attachToExisting(ctx, project, objectRef);
 
@@ -140,63 +152,46 @@ async function accept(ctx: RequestContext, project: Project, formatParam: string
     throw new HttpError(400, `Submissions of format "${format}" are not supported (json, btt, minidump).`);
   }
 
-  const attributes: Record<string, AttributeValue> = {};
-  let crash: NewCrash;
-  if (minidump) {
-    if (!looksMinidump) throw new HttpError(400, 'The minidump does not start with the MDMP signature.');
-    addAttributes(attributes, decoded.fields);
-    addAttributes(attributes, queryAttributes(ctx.query));
-    crash = {
+  if (!minidump) {
+    // Parsing and grouping happen off the event loop, where the store writes (ts/ingest/prepare.ts).
+    const receipt = await ctx.store.insertSubmission({
       projectId: project.id,
-      // The same dump sent twice (a client retrying) is one crash.
-      uuid: uuidFromHash(createHash('sha256').update(data).digest()),
-      timestamp: numericTimestamp(attributes.timestamp) ?? Math.floor(Date.now() / 1000),
-      fingerprint: '',
-      callstack: [],
-      classifiers: [],
-      attributes,
-      format: 'minidump',
-      processed: false,
       body: data,
-      contentType: 'application/octet-stream',
+      fields: decoded.fields,
+      queryAttributes: queryAttributes(ctx.query),
       attachments: decoded.attachments,
-    };
-  } else {
-    const report = parseReport(data);
-    if (report.attributes !== undefined && (typeof report.attributes !== 'object' || report.attributes === null || Array.isArray(report.attributes))) {
-      throw new HttpError(400, 'The report\'s "attributes" must be an object.');
-    }
-    addAttributes(attributes, Object.entries((report.attributes as Record<string, unknown> | undefined) ?? {}));
-    addAttributes(attributes, decoded.fields);
-    addAttributes(attributes, queryAttributes(ctx.query));
-    if (report.uuid !== undefined && (typeof report.uuid !== 'string' || !/^[0-9A-Za-z-]{1,64}$/.test(report.uuid))) {
-      throw new HttpError(400, 'The report\'s "uuid" must be a UUID string.');
-    }
-    const rules = await compiledRules(ctx.store, project.id, rulesCache);
-    const grouped = { ...report, attributes };
-    const attachments = [...decoded.attachments, ...embeddedAttachments(report)];
-    if (attachments.length > MAX_ATTACHMENTS) throw new HttpError(400, `A submission may carry at most ${MAX_ATTACHMENTS} attachments.`);
-    crash = {
-      projectId: project.id,
-      uuid: typeof report.uuid === 'string' ? report.uuid.toLowerCase() : randomUUID(),
-      timestamp: numericTimestamp(report.timestamp) ?? Math.floor(Date.now() / 1000),
-      fingerprint: explainFingerprint(grouped, rules).fingerprint,
-      callstack: callstackOf(grouped, rules),
-      classifiers: Array.isArray(report.classifiers) ? report.classifiers.filter((c): c is string => typeof c === 'string').slice(0, 64) : [],
-      attributes,
-      format: 'json',
-      processed: true,
-      body: data,
-      contentType: 'application/json',
-      attachments,
-    };
+    });
+    return answerFor(ctx, receipt);
   }
+  if (!looksMinidump) throw new HttpError(400, 'The minidump does not start with the MDMP signature.');
+  const attributes: Record<string, AttributeValue> = {};
+  addAttributes(attributes, decoded.fields);
+  addAttributes(attributes, queryAttributes(ctx.query));
+  const crash: NewCrash = {
+    projectId: project.id,
+    // The same dump sent twice (a client retrying) is one crash.
+    uuid: uuidFromHash(createHash('sha256').update(data).digest()),
+    timestamp: numericTimestamp(attributes.timestamp) ?? Math.floor(Date.now() / 1000),
+    fingerprint: '',
+    callstack: [],
+    classifiers: [],
+    attributes,
+    format: 'minidump',
+    processed: false,
+    body: data,
+    contentType: 'application/octet-stream',
+    attachments: decoded.attachments,
+  };
   const stored = await ctx.store.insertCrash(crash);
-  const answer: Record<string, unknown> = { response: 'ok', _rxid: stored.object.rxid };
+  return answerFor(ctx, { id: stored.object.id, rxid: stored.object.rxid, fingerprint: stored.object.fingerprint, existing: stored.existing });
+}
+
+function answerFor(ctx: RequestContext, receipt: SubmissionReceipt): Record<string, unknown> {
+  const answer: Record<string, unknown> = { response: 'ok', _rxid: receipt.rxid };
   if (ctx.query.has('_mod_sync')) {
-    answer.object = stored.object.id.toString(16);
-    answer.fingerprint = stored.object.fingerprint;
-    answer.unique = !stored.existing;
+    answer.object = receipt.id.toString(16);
+    answer.fingerprint = receipt.fingerprint;
+    answer.unique = !receipt.existing;
   }
   return answer;
 }
@@ -269,82 +264,11 @@ async function decodeBody(ctx: RequestContext): Promise<Decoded> {
   return { main, attachments, fields };
 }
 
-function parseReport(data: Buffer): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(data.toString('utf8'));
-  } catch (err) {
-    throw new HttpError(400, `The report is not valid JSON: ${(err as Error).message}.`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'The report must be a JSON object.');
-  const o = parsed as Record<string, unknown>;
-  // The docs' curl example wraps the report in {"body": {...}}; no SDK does, but accept it.
-  if (typeof o.body === 'object' && o.body !== null && !Array.isArray(o.body) && o.threads === undefined && o.uuid === undefined) {
-    return o.body as Record<string, unknown>;
-  }
-  return o;
-}
-
-/** ptrace snapshots carry `--resource` files inline: `attachments: [{ name, path, size, data (base64) }]`. */
-function embeddedAttachments(report: Record<string, unknown>): Decoded['attachments'] {
-  if (!Array.isArray(report.attachments)) return [];
-  const out: Decoded['attachments'] = [];
-  for (const a of report.attachments) {
-    if (typeof a !== 'object' || a === null) continue;
-    const { name, path, data } = a as Record<string, unknown>;
-    if (typeof data !== 'string') continue;
-    const label = typeof name === 'string' && name ? name : typeof path === 'string' ? path : 'attachment';
-    out.push({ name: safeAttachmentName(label), contentType: 'application/octet-stream', data: Buffer.from(data, 'base64') });
-  }
-  return out;
-}
-
 function queryAttributes(query: URLSearchParams): Array<[string, string]> {
   return [...query.entries()].filter(([k]) => !RESERVED_PARAMS.has(k));
-}
-
-function addAttributes(into: Record<string, AttributeValue>, entries: Iterable<[string, unknown]>): void {
-  for (const [key, value] of entries) {
-    if (!key || key.length > MAX_ATTRIBUTE_KEY) continue;
-    if (!(key in into) && Object.keys(into).length >= MAX_ATTRIBUTES) continue;
-    let v: AttributeValue;
-    if (value === null || typeof value === 'boolean' || typeof value === 'string') v = value;
-    else if (typeof value === 'number') v = Number.isFinite(value) ? value : null;
-    else if (typeof value === 'bigint') v = value.toString();
-    else if (value === undefined) continue;
-    else v = JSON.stringify(value);
-    if (typeof v === 'string' && v.length > MAX_ATTRIBUTE_STRING) v = v.slice(0, MAX_ATTRIBUTE_STRING);
-    // "__proto__" and friends must stay plain keys.
-    Object.defineProperty(into, key, { value: v, enumerable: true, writable: true, configurable: true });
-  }
-}
-
-function numericTimestamp(value: unknown): number | undefined {
-  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
-  if (!Number.isFinite(n) || n <= 0) return undefined;
-  // Milliseconds (some SDKs) rather than seconds.
-  return Math.floor(n > 1e11 ? n / 1000 : n);
 }
 
 function uuidFromHash(hash: Buffer): string {
   const h = hash.subarray(0, 16).toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
-}
-
-/** An attachment's name as stored: no directories, no control characters, at most 255 characters. */
-export function safeAttachmentName(raw: string): string {
-  const base = raw.split(/[\\/]/).pop() ?? '';
-  // eslint-disable-next-line no-control-regex
-  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
-  return clean && clean !== '.' && clean !== '..' ? clean : 'attachment';
-}
-
-/** A project's grouping rules, compiled once per version. */
-export async function compiledRules(store: Store, projectId: number, cache: Map<number, CompiledGroupingRules>): Promise<CompiledGroupingRules> {
-  const { version, rules } = await store.getGroupingRules(projectId);
-  const cached = cache.get(projectId);
-  if (cached && cached.version === version) return cached;
-  const compiled = new CompiledGroupingRules(parseGroupingRules(rules), version);
-  cache.set(projectId, compiled);
-  return compiled;
 }

@@ -14,8 +14,12 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { StoreError } from './types.js';
+import { CompiledGroupingRules } from '../grouping/fingerprint.js';
+import { parseGroupingRules } from '../grouping/rules.js';
+import { prepareSubmission } from '../ingest/prepare.js';
+import { InvalidSubmissionError, StoreError } from './types.js';
 import type {
+  RawSubmission,
   ApiToken,
   AttachmentInfo,
   AttributeDeclaration,
@@ -569,9 +573,9 @@ export interface PreparedCrash {
  * stored object.
  */
 export type InsertOutcome =
-  | { ok: true; existing: false; id: number; rxid: string }
+  | { ok: true; existing: false; id: number; rxid: string; fingerprint: string }
   | { ok: true; existing: true; object: CrashObject }
-  | { ok: false; message: string };
+  | { ok: false; message: string; invalid?: true };
 
 /**
  * Inserts a batch in one transaction (one fsync for all of them: group commit). A crash whose uuid
@@ -625,7 +629,7 @@ export function insertCrashes(db: Db, batch: PreparedCrash[]): { outcomes: Inser
         const blobId = insertBlob(db, a.blob);
         insertAttachment.run(c.projectId, id, a.name, a.contentType, a.blob.size, blobId, c.receivedAt);
       }
-      return { ok: true, existing: false, id, rxid };
+      return { ok: true, existing: false, id, rxid, fingerprint: c.fingerprint };
     });
     for (const [projectId, next] of nextIds) saveNextId.run(next, projectId);
     return result;
@@ -745,7 +749,7 @@ export type RawCrash = Omit<NewCrash, 'attachments'> & {
 
 /** Messages to a worker (sqlite-worker.ts). */
 export type WorkerRequest =
-  | { op: 'ingest'; batch: RawCrash[] }
+  | { op: 'ingest'; batch: IngestItem[]; packed?: PackedBodies }
   | { op: 'addAttachment'; projectId: number; objectId: number; name: string; contentType: string; data: Uint8Array }
   | { op: 'setObjectAttributes'; projectId: number; ids: number[]; values: Record<string, AttributeValue> }
   | { op: 'deleteObjects'; projectId: number; ids: number[] }
@@ -760,21 +764,114 @@ export type WorkerResponse =
   | { id: number; ok: false; message: string; storeError: boolean };
 
 
-/** Stores a batch of crashes in one transaction: large blobs go to files (synced) first. */
-export function ingest(db: Db, dataDir: string, batch: RawCrash[]): InsertOutcome[] {
-  const prepared: PreparedCrash[] = [];
+/** A raw submission queued for the writer: prepared (parsed, grouped) there, just before its insert. */
+export type QueuedSubmission = RawSubmission & { receivedAt: number; raw: true };
+export type IngestItem = RawCrash | QueuedSubmission;
+
+/**
+ * The bodies of a batch's raw submissions in one buffer, moved (not copied) to the writer: one
+ * allocation and one copy per batch instead of a cloned buffer per report. `spans` holds
+ * (item index, offset, length) triples.
+ */
+export interface PackedBodies {
+  buffer: ArrayBuffer;
+  spans: number[];
+}
+
+/** Moves the bodies of `batch`'s raw submissions into one buffer (their `body` fields are emptied). */
+export function packBodies(batch: IngestItem[]): { batch: IngestItem[]; packed: PackedBodies | undefined } {
+  let total = 0;
+  for (const item of batch) if ('raw' in item) total += item.body.byteLength;
+  if (total === 0) return { batch, packed: undefined };
+  const buffer = new ArrayBuffer(total);
+  const bytes = new Uint8Array(buffer);
+  const spans: number[] = [];
+  let at = 0;
+  const out = batch.map((item, i) => {
+    if (!('raw' in item)) return item;
+    bytes.set(item.body, at);
+    spans.push(i, at, item.body.byteLength);
+    at += item.body.byteLength;
+    return { ...item, body: EMPTY };
+  });
+  return { batch: out, packed: { buffer, spans } };
+}
+
+/** Undoes `packBodies` on the receiving side. */
+export function unpackBodies(batch: IngestItem[], packed: PackedBodies | undefined): IngestItem[] {
+  if (!packed) return batch;
+  const { buffer, spans } = packed;
+  for (let k = 0; k < spans.length; k += 3) {
+    const item = batch[spans[k]!] as QueuedSubmission;
+    item.body = new Uint8Array(buffer, spans[k + 1]!, spans[k + 2]!);
+  }
+  return batch;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Compiled grouping rules per project, for the thread that prepares submissions. */
+const rulesByProject = new Map<number, CompiledGroupingRules>();
+
+function compiledRulesOf(db: Db, projectId: number): CompiledGroupingRules {
+  const { version, rules } = getGroupingRules(db, projectId);
+  const known = rulesByProject.get(projectId);
+  if (known && known.version === version) return known;
+  let compiled: CompiledGroupingRules;
   try {
-    for (const c of batch) {
-      const { body, attachments, ...rest } = c;
+    compiled = new CompiledGroupingRules(parseGroupingRules(rules), version);
+  } catch {
+    // Stored rules are checked when set; should a stored version not compile, group by the defaults.
+    compiled = new CompiledGroupingRules(undefined, version);
+  }
+  rulesByProject.set(projectId, compiled);
+  return compiled;
+}
+
+/**
+ * Stores a batch of crashes in one transaction: raw submissions are prepared first (a report that
+ * cannot be taken gets an `invalid` outcome and is not stored), then large blobs go to files
+ * (synced), then the rows.
+ */
+export function ingest(db: Db, dataDir: string, batch: IngestItem[]): InsertOutcome[] {
+  const outcomes: Array<InsertOutcome | undefined> = new Array(batch.length);
+  const prepared: PreparedCrash[] = [];
+  const slots: number[] = [];
+  // Rules are read once per project and batch: a change made between batches applies to the next.
+  const rules = new Map<number, CompiledGroupingRules>();
+  try {
+    batch.forEach((item, i) => {
+      let crash: RawCrash;
+      if ('raw' in item) {
+        let projectRules = rules.get(item.projectId);
+        if (!projectRules) {
+          projectRules = compiledRulesOf(db, item.projectId);
+          rules.set(item.projectId, projectRules);
+        }
+        try {
+          crash = { ...prepareSubmission(item, projectRules), receivedAt: item.receivedAt };
+        } catch (err) {
+          // One report that trips us up must not fail the batch it travels with.
+          outcomes[i] = err instanceof InvalidSubmissionError
+            ? { ok: false, message: err.message, invalid: true }
+            : { ok: false, message: `The report could not be processed: ${(err as Error).message}` };
+          return;
+        }
+      } else {
+        crash = item;
+      }
+      const { body, attachments, ...rest } = crash;
       prepared.push({
         ...rest,
         body: prepareBlob(dataDir, body),
         attachments: attachments.map((a) => ({ name: a.name, contentType: a.contentType, blob: prepareBlob(dataDir, a.data) })),
       });
-    }
-    const { outcomes, unusedBlobs } = insertCrashes(db, prepared);
+      slots.push(i);
+    });
+    const { outcomes: inserted, unusedBlobs } = insertCrashes(db, prepared);
     discardBlobFiles(dataDir, unusedBlobs);
-    return outcomes;
+    inserted.forEach((o, k) => { outcomes[slots[k]!] = o; });
+    return outcomes.map((o) => o ?? { ok: false, message: 'The store lost a crash of a batch.' });
   } catch (err) {
     for (const p of prepared) discardBlobFiles(dataDir, [p.body, ...p.attachments.map((a) => a.blob)]);
     throw err;
@@ -785,7 +882,7 @@ export function ingest(db: Db, dataDir: string, batch: RawCrash[]): InsertOutcom
 export function runRequest(db: Db, dataDir: string, request: WorkerRequest): unknown {
   switch (request.op) {
     case 'ingest':
-      return ingest(db, dataDir, request.batch);
+      return ingest(db, dataDir, unpackBodies(request.batch, request.packed));
     case 'checkpoint':
       return checkpoint(db);
     case 'addAttachment': {

@@ -123,9 +123,9 @@ function commitIngest(): void {
     while (pendingIngest.length > 0 && (group.length === 0 || crashes < maxBatch)) {
       const m = pendingIngest.shift()!;
       group.push(m);
-      crashes += (m.request as { batch: ops.RawCrash[] }).batch.length;
+      crashes += (m.request as { batch: ops.IngestItem[] }).batch.length;
     }
-    const all = group.flatMap((m) => (m.request as { batch: ops.RawCrash[] }).batch);
+    const all = group.flatMap((m) => (m.request as { batch: ops.IngestItem[] }).batch);
     let outcomes: ops.InsertOutcome[];
     try {
       outcomes = ops.ingest(db, dataDir, all);
@@ -135,7 +135,7 @@ function commitIngest(): void {
     }
     let at = 0;
     for (const m of group) {
-      const n = (m.request as { batch: ops.RawCrash[] }).batch.length;
+      const n = (m.request as { batch: ops.IngestItem[] }).batch.length;
       awaitingSync.push({ id: m.id, ok: true, result: outcomes.slice(at, at + n) });
       at += n;
     }
@@ -145,6 +145,8 @@ function commitIngest(): void {
 
 parentPort?.on('message', (message: Message) => {
   if (role === 'writer' && message.request.op === 'ingest') {
+    ops.unpackBodies(message.request.batch, message.request.packed);
+    message.request.packed = undefined;
     // Take every message already queued before committing: they share the transaction.
     pendingIngest.push(message);
     if (!ingestScheduled) {

@@ -31,6 +31,9 @@ import {
   type Session,
   type Store,
   type StoredCrash,
+  InvalidSubmissionError,
+  type RawSubmission,
+  type SubmissionReceipt,
   type Universe,
   type User,
 } from './types.js';
@@ -83,7 +86,8 @@ class Executor {
     this.pending.clear();
   }
 
-  run<T>(request: WorkerRequest): Promise<T> {
+  /** Runs `request`; buffers in `transfer` move to the worker (unusable here afterwards). */
+  run<T>(request: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.inlineDb) {
       try {
         return Promise.resolve(ops.runRequest(this.inlineDb, this.dataDir, request) as T);
@@ -95,7 +99,7 @@ class Executor {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.worker!.postMessage({ id, request });
+      this.worker!.postMessage({ id, request }, transfer);
     });
   }
 
@@ -113,11 +117,10 @@ class Executor {
   }
 }
 
-interface QueuedCrash {
-  crash: RawCrash;
-  resolve: (v: StoredCrash) => void;
-  reject: (e: Error) => void;
-}
+/** A crash waiting for the writer: prepared by the caller (`insertCrash`), or raw (`insertSubmission`). */
+type QueuedCrash =
+  | { item: RawCrash; resolve: (v: StoredCrash) => void; reject: (e: Error) => void }
+  | { item: ops.QueuedSubmission; resolve: (v: SubmissionReceipt) => void; reject: (e: Error) => void };
 
 /** The object a new crash became, from what was submitted plus the id and receipt the store gave it. */
 function storedObject(crash: RawCrash, id: number, rxid: string): CrashObject {
@@ -155,6 +158,7 @@ export class SqliteStore implements Store {
   private checkpointTimer: NodeJS.Timeout | undefined;
   private wroteSinceCheckpoint = false;
   private checkpointing = false;
+  private configChanges = 0;
 
   /** Opens (creating if needed) the store in `dataDir`. */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
@@ -188,6 +192,21 @@ export class SqliteStore implements Store {
       .finally(() => { this.checkpointing = false; });
   }
 
+  get configVersion(): number {
+    return this.configChanges;
+  }
+
+  /** Runs an administrative write and lets caches above know that the configuration changed. */
+  private configWrite<T>(fn: () => T): Promise<T> {
+    return this.sync(() => {
+      try {
+        return fn();
+      } finally {
+        this.configChanges++;
+      }
+    });
+  }
+
   get dataDir(): string {
     return this.options.dataDir;
   }
@@ -217,30 +236,32 @@ export class SqliteStore implements Store {
   getUniverse(name: string): Promise<Universe | undefined> { return this.sync(() => ops.getUniverse(this.db, name)); }
   getUniverseById(id: number): Promise<Universe | undefined> { return this.sync(() => ops.getUniverseById(this.db, id)); }
   listUniverses(): Promise<Universe[]> { return this.sync(() => ops.listUniverses(this.db)); }
-  createUniverse(name: string): Promise<Universe> { return this.sync(() => ops.createUniverse(this.db, name)); }
+  createUniverse(name: string): Promise<Universe> { return this.configWrite(() => ops.createUniverse(this.db, name)); }
   listProjects(universeId: number): Promise<Project[]> { return this.sync(() => ops.listProjects(this.db, universeId)); }
   getProject(universeId: number, name: string): Promise<Project | undefined> { return this.sync(() => ops.getProject(this.db, universeId, name)); }
   getProjectById(id: number): Promise<Project | undefined> { return this.sync(() => ops.getProjectById(this.db, id)); }
-  createProject(universeId: number, name: string): Promise<Project> { return this.sync(() => ops.createProject(this.db, universeId, name)); }
+  createProject(universeId: number, name: string): Promise<Project> { return this.configWrite(() => ops.createProject(this.db, universeId, name)); }
   async deleteProject(projectId: number): Promise<void> {
     this.wroteSinceCheckpoint = true;
+    this.configChanges++;
     await this.writer.run({ op: 'deleteProject', projectId });
+    this.configChanges++;
     this.events.emit('change', { projectId, kind: 'delete', ids: [] } satisfies ChangeEvent);
   }
 
   createUser(universeId: number, username: string, email: string, passwordHash: string, superuser: boolean): Promise<User> {
-    return this.sync(() => ops.createUser(this.db, universeId, username, email, passwordHash, superuser));
+    return this.configWrite(() => ops.createUser(this.db, universeId, username, email, passwordHash, superuser));
   }
   getUser(universeId: number, username: string): Promise<(User & { passwordHash: string }) | undefined> { return this.sync(() => ops.getUser(this.db, universeId, username)); }
   getUserById(uid: number): Promise<User | undefined> { return this.sync(() => ops.getUserById(this.db, uid)); }
   listUsers(universeId: number): Promise<User[]> { return this.sync(() => ops.listUsers(this.db, universeId)); }
-  deleteUser(uid: number): Promise<void> { return this.sync(() => ops.deleteUser(this.db, uid)); }
-  setUserPassword(uid: number, passwordHash: string): Promise<void> { return this.sync(() => ops.setUserPassword(this.db, uid, passwordHash)); }
+  deleteUser(uid: number): Promise<void> { return this.configWrite(() => ops.deleteUser(this.db, uid)); }
+  setUserPassword(uid: number, passwordHash: string): Promise<void> { return this.configWrite(() => ops.setUserPassword(this.db, uid, passwordHash)); }
 
-  createToken(token: Omit<ApiToken, 'createdAt'>): Promise<ApiToken> { return this.sync(() => ops.createToken(this.db, token)); }
+  createToken(token: Omit<ApiToken, 'createdAt'>): Promise<ApiToken> { return this.configWrite(() => ops.createToken(this.db, token)); }
   getToken(id: string): Promise<ApiToken | undefined> { return this.sync(() => ops.getToken(this.db, id)); }
   listTokens(projectId: number): Promise<ApiToken[]> { return this.sync(() => ops.listTokens(this.db, projectId)); }
-  revokeToken(id: string): Promise<void> { return this.sync(() => ops.revokeToken(this.db, id)); }
+  revokeToken(id: string): Promise<void> { return this.configWrite(() => ops.revokeToken(this.db, id)); }
 
   createSession(session: Session): Promise<void> { return this.sync(() => ops.createSession(this.db, session)); }
   getSession(token: string): Promise<Session | undefined> { return this.sync(() => ops.getSession(this.db, token)); }
@@ -251,21 +272,34 @@ export class SqliteStore implements Store {
   listAttributes(projectId: number): Promise<AttributeDeclaration[]> { return this.sync(() => ops.listAttributes(this.db, projectId)); }
   declareAttribute(projectId: number, declaration: AttributeDeclaration): Promise<void> { return this.sync(() => ops.declareAttribute(this.db, projectId, declaration)); }
   getGroupingRules(projectId: number): Promise<{ version: number; rules: unknown }> { return this.sync(() => ops.getGroupingRules(this.db, projectId)); }
-  setGroupingRules(projectId: number, rules: unknown): Promise<{ version: number }> { return this.sync(() => ops.setGroupingRules(this.db, projectId, rules)); }
+  setGroupingRules(projectId: number, rules: unknown): Promise<{ version: number }> { return this.configWrite(() => ops.setGroupingRules(this.db, projectId, rules)); }
   getGroupState(projectId: number, fingerprint: string): Promise<GroupState> { return this.sync(() => ops.getGroupState(this.db, projectId, fingerprint)); }
   setGroupState(projectId: number, fingerprint: string, state: GroupState): Promise<void> { return this.sync(() => ops.setGroupState(this.db, projectId, fingerprint, state)); }
 
   // Crashes.
   insertCrash(crash: NewCrash): Promise<StoredCrash> {
-    if (this.closed) return Promise.reject(new StoreError('The store is closed.'));
     return new Promise<StoredCrash>((resolve, reject) => {
-      this.queue.push({ crash: { ...crash, receivedAt: Math.floor(Date.now() / 1000) }, resolve, reject });
-      // Everything submitted in this turn of the event loop travels in one message.
-      if (!this.sendScheduled) {
-        this.sendScheduled = true;
-        setImmediate(() => this.sendQueued());
-      }
+      this.enqueue({ item: { ...crash, receivedAt: Math.floor(Date.now() / 1000) }, resolve, reject });
     });
+  }
+
+  insertSubmission(submission: RawSubmission): Promise<SubmissionReceipt> {
+    return new Promise<SubmissionReceipt>((resolve, reject) => {
+      this.enqueue({ item: { ...submission, receivedAt: Math.floor(Date.now() / 1000), raw: true }, resolve, reject });
+    });
+  }
+
+  private enqueue(queued: QueuedCrash): void {
+    if (this.closed) {
+      queued.reject(new StoreError('The store is closed.'));
+      return;
+    }
+    this.queue.push(queued);
+    // Everything submitted in this turn of the event loop travels in one message.
+    if (!this.sendScheduled) {
+      this.sendScheduled = true;
+      setImmediate(() => this.sendQueued());
+    }
   }
 
   /** Hands the queued crashes to the writer; it answers once they are durable (sqlite-worker.ts). */
@@ -275,8 +309,10 @@ export class SqliteStore implements Store {
       const batch = this.queue.splice(0, this.maxBatch);
       this.inFlight++;
       this.wroteSinceCheckpoint = true;
+      // Inline (no worker), the bodies stay where they are.
+      const packed = this.options.workers === false ? { batch: batch.map((q) => q.item), packed: undefined } : ops.packBodies(batch.map((q) => q.item));
       this.writer
-        .run<ops.InsertOutcome[]>({ op: 'ingest', batch: batch.map((q) => q.crash) })
+        .run<ops.InsertOutcome[]>({ op: 'ingest', ...packed }, packed.packed ? [packed.packed.buffer] : [])
         .then(
           (outcomes) => this.settle(batch, outcomes),
           (err: Error) => {
@@ -294,14 +330,21 @@ export class SqliteStore implements Store {
     const inserted = new Map<number, number[]>();
     batch.forEach((q, i) => {
       const o = outcomes[i];
-      if (!o) q.reject(new Error('The store lost a crash of a batch.'));
-      else if (!o.ok) q.reject(new StoreError(o.message));
-      else if (o.existing) q.resolve({ object: o.object, existing: true });
-      else {
-        const ids = inserted.get(q.crash.projectId) ?? [];
+      if (!o) return q.reject(new Error('The store lost a crash of a batch.'));
+      if (!o.ok) return q.reject(o.invalid ? new InvalidSubmissionError(o.message) : new StoreError(o.message));
+      if (!o.existing) {
+        const ids = inserted.get(q.item.projectId) ?? [];
         ids.push(o.id);
-        inserted.set(q.crash.projectId, ids);
-        q.resolve({ object: storedObject(q.crash, o.id, o.rxid), existing: false });
+        inserted.set(q.item.projectId, ids);
+      }
+      if ('raw' in q.item) {
+        const resolve = q.resolve as (v: SubmissionReceipt) => void;
+        if (o.existing) resolve({ id: o.object.id, rxid: o.object.rxid, fingerprint: o.object.fingerprint, existing: true });
+        else resolve({ id: o.id, rxid: o.rxid, fingerprint: o.fingerprint, existing: false });
+      } else {
+        const resolve = q.resolve as (v: StoredCrash) => void;
+        if (o.existing) resolve({ object: o.object, existing: true });
+        else resolve({ object: storedObject(q.item, o.id, o.rxid), existing: false });
       }
     });
     for (const [projectId, ids] of inserted) this.emitChange({ projectId, kind: 'insert', ids });

@@ -8,6 +8,11 @@ export class StoreError extends Error {
   override name = 'StoreError';
 }
 
+/** What `insertSubmission` throws for a report that cannot be taken (not JSON, a bad uuid...): a sentence for the submitter. */
+export class InvalidSubmissionError extends StoreError {
+  override name = 'InvalidSubmissionError';
+}
+
 /** An attribute value as reports carry it. */
 export type AttributeValue = string | number | boolean | null;
 
@@ -117,6 +122,29 @@ export interface NewCrash {
   attachments: Array<{ name: string; contentType: string; data: Uint8Array }>;
 }
 
+/**
+ * A JSON submission as received (after transfer and multipart decoding), not parsed yet: the
+ * store turns it into a crash with `prepareSubmission` (ts/ingest/prepare.ts) off the event loop.
+ */
+export interface RawSubmission {
+  projectId: number;
+  /** The report's bytes (UTF-8 JSON). */
+  body: Uint8Array;
+  /** Multipart form fields, then query parameters: attributes that override the report's own, later ones winning. */
+  fields: Array<[string, string]>;
+  queryAttributes: Array<[string, string]>;
+  attachments: Array<{ name: string; contentType: string; data: Uint8Array }>;
+}
+
+/** What a stored submission came to: enough to answer the submitter. */
+export interface SubmissionReceipt {
+  id: number;
+  rxid: string;
+  fingerprint: string;
+  /** True when the project already had a report with this uuid: its receipt is returned. */
+  existing: boolean;
+}
+
 export interface StoredCrash {
   object: CrashObject;
   /** True when a report with the same uuid was stored before: the existing receipt is returned. */
@@ -168,8 +196,20 @@ export interface Store {
   getGroupState(projectId: number, fingerprint: string): Promise<GroupState>;
   setGroupState(projectId: number, fingerprint: string, state: GroupState): Promise<void>;
 
+  /**
+   * Grows whenever a universe, project, user, token or grouping rule changes through this store,
+   * so that caches above it (the submission path's token lookups) know to look again. Changes
+   * made by another process are not seen here: such caches also expire on their own.
+   */
+  readonly configVersion: number;
+
   // Crashes. `insertCrash` resolves only once the crash is durable (group commit is fine).
   insertCrash(crash: NewCrash): Promise<StoredCrash>;
+  /**
+   * Parses, groups and stores a JSON submission (see RawSubmission), durable before it resolves.
+   * A report that cannot be taken rejects with InvalidSubmissionError.
+   */
+  insertSubmission(submission: RawSubmission): Promise<SubmissionReceipt>;
   getObject(projectId: number, id: number): Promise<CrashObject | undefined>;
   /** The object a receipt (`_rxid`) names. */
   findObjectByRxid(projectId: number, rxid: string): Promise<CrashObject | undefined>;
