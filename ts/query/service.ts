@@ -9,6 +9,7 @@
  */
 
 import type { AttributeValue, GroupState, Project, Store } from '../store/types.js';
+import type { QueryApi } from './remote.js';
 import { QueryCache, type QueryCacheOptions } from './cache.js';
 import { describeColumns, execute, filterRows, type Runtime } from './engine.js';
 import { QueryError } from './errors.js';
@@ -42,7 +43,7 @@ export function formatLatency(micros: number): string {
   return `${Math.max(0, Math.round(micros))} us`;
 }
 
-export class QueryService {
+export class QueryService implements QueryApi {
   readonly cache: QueryCache;
 
   constructor(
@@ -97,6 +98,16 @@ export class QueryService {
 
     const { response, runtime } = execute(table, parsed, { groupStates });
     return { response, _: this.footer(project, who, table.maxId, started, runtime) };
+  }
+
+  /** `query`, serialized (the HTTP API sends these bytes as they are). */
+  async queryJson(project: Project, body: unknown, who: Asker): Promise<Uint8Array> {
+    return Buffer.from(JSON.stringify(await this.query(project, body, who)));
+  }
+
+  /** A group's state changed elsewhere (a regression reopened it): queries see it at once. */
+  noteGroupState(projectId: number, fingerprint: string, state: GroupState): void {
+    this.cache.noteGroupState(projectId, fingerprint, state);
   }
 
   /** `action=describe`: every column with its type, format and the operations it accepts. */

@@ -103,7 +103,7 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
           store,
           log,
           publicUrl: () => options.publicUrl ?? (host === '0.0.0.0' || host === '::' ? `${protocol}://${os.hostname()}:${port}` : api.url()),
-          onGroupReopened: (projectId, fingerprint) => queryApi?.queryServiceFor?.(store).cache.noteGroupState(projectId, fingerprint, 'open'),
+          onGroupReopened: (projectId, fingerprint) => queryApi?.queryServiceFor?.(store).noteGroupState(projectId, fingerprint, 'open'),
         });
 
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -334,7 +334,7 @@ function send(res: http.ServerResponse, result: HandlerResult, head: boolean): v
 interface QueryApiModule {
   mountApi?: (router: Router) => void | Promise<void>;
   closeQueryService?: (store: Store) => void;
-  queryServiceFor?: (store: Store) => { cache: { noteGroupState(projectId: number, fingerprint: string, state: 'open'): void } };
+  queryServiceFor?: (store: Store) => { noteGroupState(projectId: number, fingerprint: string, state: 'open'): void };
 }
 
 /**

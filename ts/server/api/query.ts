@@ -6,7 +6,7 @@
  */
 
 import { QueryError } from '../../query/errors.js';
-import { HttpError, type Handler } from '../router.js';
+import { HttpError, rawResponse, type Handler } from '../router.js';
 import { queryServiceFor } from './service.js';
 
 export const query: Handler = async (ctx) => {
@@ -20,7 +20,8 @@ export const query: Handler = async (ctx) => {
   try {
     if (action === 'describe') return await service.describe(project, who);
     if (action !== undefined && action !== null && action !== '') throw new QueryError(`Unknown query action ${JSON.stringify(action)}.`);
-    return await service.query(project, body, who);
+    // Serialized where the query ran, so a large answer costs the event loop only its bytes.
+    return rawResponse({ headers: { 'Content-Type': 'application/json' }, body: await service.queryJson(project, body, who) });
   } catch (err) {
     if (err instanceof QueryError) throw new HttpError(400, err.message);
     throw err;
