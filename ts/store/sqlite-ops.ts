@@ -760,7 +760,8 @@ export type WorkerRequest =
   | { op: 'checkpoint' };
 
 export type WorkerResponse =
-  | { id: number; ok: true; result: unknown }
+  /** `needsSync`: committed to the WAL only; durable once the WAL is synced (wal-sync.ts). */
+  | { id: number; ok: true; result: unknown; needsSync?: boolean }
   | { id: number; ok: false; message: string; storeError: boolean };
 
 

@@ -18,6 +18,7 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import * as ops from './sqlite-ops.js';
+import { WalSync } from './wal-sync.js';
 import {
   StoreError,
   type ApiToken,
@@ -64,12 +65,23 @@ class Executor {
     private readonly inlineDb: ops.Db | undefined,
     role: 'writer' | 'reader' | 'checkpointer',
     maxBatch: number,
+    /** Holds answers that say `needsSync` until the WAL is synced (the writer's). */
+    private readonly walSync?: WalSync,
   ) {
     if (inlineDb) return;
     this.worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), { workerData: { dataDir, role, maxBatch } });
     this.worker.on('message', (m: WorkerResponse) => {
       const p = this.pending.get(m.id);
       if (!p) return;
+      if (m.ok && m.needsSync && this.walSync) {
+        // Still pending (close waits for it) until the commit is durable.
+        this.walSync.after((err) => {
+          this.pending.delete(m.id);
+          if (err) p.reject(err);
+          else p.resolve(m.result);
+        });
+        return;
+      }
       this.pending.delete(m.id);
       if (m.ok) p.resolve(m.result);
       else p.reject(m.storeError ? new StoreError(m.message) : new Error(m.message));
@@ -147,6 +159,7 @@ export class SqliteStore implements Store {
   private readonly writer: Executor;
   private readonly reader: Executor;
   private readonly checkpointer: Executor | undefined;
+  private readonly walSync: WalSync | undefined;
   private readonly events = new EventEmitter();
   private queue: QueuedCrash[] = [];
   private sendScheduled = false;
@@ -171,7 +184,8 @@ export class SqliteStore implements Store {
     this.db = ops.openDatabase(options.dataDir, { autoCheckpoint: !threads });
     const inline = threads ? undefined : this.db;
     this.maxBatch = options.maxBatch ?? 1000;
-    this.writer = new Executor(options.dataDir, inline, 'writer', this.maxBatch);
+    this.walSync = threads ? new WalSync(options.dataDir) : undefined;
+    this.writer = new Executor(options.dataDir, inline, 'writer', this.maxBatch, this.walSync);
     this.reader = new Executor(options.dataDir, inline, 'reader', this.maxBatch);
     if (threads) {
       this.checkpointer = new Executor(options.dataDir, undefined, 'checkpointer', this.maxBatch);
@@ -220,6 +234,7 @@ export class SqliteStore implements Store {
     await this.writer.close();
     await this.reader.close();
     await this.checkpointer?.close();
+    this.walSync?.close();
     this.db.close();
   }
 
