@@ -471,6 +471,9 @@ export function getGroupState(db: Db, projectId: number, fingerprint: string): G
   const r = stmt(db, `SELECT state FROM group_states WHERE project_id = ? AND fingerprint = ?`).get(projectId, fingerprint) as { state: GroupState } | undefined;
   return r?.state ?? 'open';
 }
+export function listGroupStates(db: Db, projectId: number): Array<{ fingerprint: string; state: GroupState }> {
+  return stmt(db, `SELECT fingerprint, state FROM group_states WHERE project_id = ? AND state <> 'open'`).all(projectId) as Array<{ fingerprint: string; state: GroupState }>;
+}
 export function setGroupState(db: Db, projectId: number, fingerprint: string, state: GroupState): void {
   if (!['open', 'resolved', 'ignored'].includes(state)) throw new StoreError(`"${state}" is not a group state (open, resolved, ignored).`);
   stmt(db, `INSERT INTO group_states (project_id, fingerprint, state) VALUES (?, ?, ?) ON CONFLICT (project_id, fingerprint) DO UPDATE SET state = excluded.state`)

@@ -32,6 +32,7 @@ import {
   type Session,
   type Store,
   type StoredCrash,
+  type StoreChange,
   InvalidSubmissionError,
   type RawSubmission,
   type SubmissionReceipt,
@@ -152,7 +153,7 @@ function storedObject(crash: RawCrash, id: number, rxid: string): CrashObject {
   };
 }
 
-type ChangeEvent = { projectId: number; kind: 'insert' | 'update' | 'delete'; ids: number[] };
+type ChangeEvent = StoreChange;
 
 export class SqliteStore implements Store {
   private readonly db: ops.Db;
@@ -289,6 +290,7 @@ export class SqliteStore implements Store {
   getGroupingRules(projectId: number): Promise<{ version: number; rules: unknown }> { return this.sync(() => ops.getGroupingRules(this.db, projectId)); }
   setGroupingRules(projectId: number, rules: unknown): Promise<{ version: number }> { return this.configWrite(() => ops.setGroupingRules(this.db, projectId, rules)); }
   getGroupState(projectId: number, fingerprint: string): Promise<GroupState> { return this.sync(() => ops.getGroupState(this.db, projectId, fingerprint)); }
+  listGroupStates(projectId: number): Promise<Array<{ fingerprint: string; state: GroupState }>> { return this.sync(() => ops.listGroupStates(this.db, projectId)); }
   setGroupState(projectId: number, fingerprint: string, state: GroupState): Promise<void> { return this.sync(() => ops.setGroupState(this.db, projectId, fingerprint, state)); }
 
   // Crashes.
@@ -342,15 +344,16 @@ export class SqliteStore implements Store {
   }
 
   private settle(batch: QueuedCrash[], outcomes: ops.InsertOutcome[]): void {
-    const inserted = new Map<number, number[]>();
+    const inserted = new Map<number, { ids: number[]; fingerprints: string[] }>();
     batch.forEach((q, i) => {
       const o = outcomes[i];
       if (!o) return q.reject(new Error('The store lost a crash of a batch.'));
       if (!o.ok) return q.reject(o.invalid ? new InvalidSubmissionError(o.message) : new StoreError(o.message));
       if (!o.existing) {
-        const ids = inserted.get(q.item.projectId) ?? [];
-        ids.push(o.id);
-        inserted.set(q.item.projectId, ids);
+        let news = inserted.get(q.item.projectId);
+        if (!news) inserted.set(q.item.projectId, (news = { ids: [], fingerprints: [] }));
+        news.ids.push(o.id);
+        news.fingerprints.push(o.fingerprint);
       }
       if ('raw' in q.item) {
         const resolve = q.resolve as (v: SubmissionReceipt) => void;
@@ -362,7 +365,7 @@ export class SqliteStore implements Store {
         else resolve({ object: storedObject(q.item, o.id, o.rxid), existing: false });
       }
     });
-    for (const [projectId, ids] of inserted) this.emitChange({ projectId, kind: 'insert', ids });
+    for (const [projectId, { ids, fingerprints }] of inserted) this.emitChange({ projectId, kind: 'insert', ids, fingerprints });
   }
 
   getObject(projectId: number, id: number): Promise<CrashObject | undefined> { return this.sync(() => ops.getObject(this.db, projectId, id)); }

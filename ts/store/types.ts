@@ -151,6 +151,15 @@ export interface StoredCrash {
   existing: boolean;
 }
 
+/** What `onChange` announces. */
+export interface StoreChange {
+  projectId: number;
+  kind: 'insert' | 'update' | 'delete';
+  ids: number[];
+  /** For inserts: each new object's fingerprint, in the order of `ids` (listeners that need no more need not read the objects back). */
+  fingerprints?: string[];
+}
+
 /**
  * The store. Implementations: SqliteStore (embedded default). Every method is async; reads may
  * run on another thread than writes. Errors are thrown as `StoreError` with a sentence.
@@ -194,6 +203,8 @@ export interface Store {
   getGroupingRules(projectId: number): Promise<{ version: number; rules: unknown }>;
   setGroupingRules(projectId: number, rules: unknown): Promise<{ version: number }>;
   getGroupState(projectId: number, fingerprint: string): Promise<GroupState>;
+  /** A project's groups whose state is not `open` (few: people resolve and ignore by hand). */
+  listGroupStates(projectId: number): Promise<Array<{ fingerprint: string; state: GroupState }>>;
   setGroupState(projectId: number, fingerprint: string, state: GroupState): Promise<void>;
 
   /**
@@ -223,5 +234,5 @@ export interface Store {
   setObjectAttributes(projectId: number, ids: number[], values: Record<string, AttributeValue>): Promise<number>;
   deleteObjects(projectId: number, ids: number[]): Promise<number>;
   /** Called after each durable insert or change, so caches (the query engine's) stay current. */
-  onChange(listener: (event: { projectId: number; kind: 'insert' | 'update' | 'delete'; ids: number[] }) => void): () => void;
+  onChange(listener: (event: StoreChange) => void): () => void;
 }

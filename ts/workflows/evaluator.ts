@@ -16,6 +16,11 @@
  *   again rather than no message at all).
  *
  * The first time a project is seen, what it already holds is history: counted, never announced.
+ *
+ * A project without integrations has nobody to tell: it is not scanned or counted at all (so
+ * ingestion pays nothing for workflows), only a crash of a resolved group reopens that group,
+ * found from the fingerprints the store announces with each insert. Its first integration
+ * starts from its history, as at first sight.
  */
 
 import { randomUUID } from 'node:crypto';
@@ -51,6 +56,11 @@ export function groupLink(publicUrl: string, project: string, fingerprint: strin
 export class Evaluator {
   /** Projects with work, and the smallest inserted id announced for each (see `firstSight`). */
   private readonly dirty = new Map<number, number | undefined>();
+  /**
+   * Fingerprints inserted per dirty project since its last pass; null when an insert came
+   * without them (then the pass reads the objects).
+   */
+  private readonly inserted = new Map<number, Set<string> | null>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private closed = false;
@@ -75,6 +85,14 @@ export class Evaluator {
         const min = event.ids.reduce((a, b) => Math.min(a, b), Number.MAX_SAFE_INTEGER);
         const known = this.dirty.get(event.projectId);
         this.dirty.set(event.projectId, known === undefined ? min : Math.min(known, min));
+        const seen = this.inserted.get(event.projectId);
+        if (!event.fingerprints || seen === null) {
+          this.inserted.set(event.projectId, null);
+        } else {
+          const set = seen ?? new Set<string>();
+          for (const f of event.fingerprints) if (f) set.add(f);
+          this.inserted.set(event.projectId, set);
+        }
         this.schedule(this.options.passDelayMs ?? 50);
       } else if (event.kind === 'delete' && event.ids.length === 0) {
         // A project was deleted: the pass finds it gone and forgets it.
@@ -125,16 +143,20 @@ export class Evaluator {
       let failed = false;
       while (!this.closed && this.dirty.size > 0 && !failed) {
         const batch = [...this.dirty];
+        const inserted = new Map(this.inserted);
         this.dirty.clear();
+        this.inserted.clear();
         for (const [projectId, firstInsertedId] of batch) {
           if (this.closed) break;
           try {
-            await this.evaluateProject(projectId, firstInsertedId);
+            await this.evaluateProject(projectId, firstInsertedId, inserted.get(projectId));
           } catch (err) {
             // Leave it dirty and come back later rather than spin on a broken store.
             this.options.log(`workflows: evaluating project ${projectId} failed (retrying): ${(err as Error).stack ?? String(err)}`);
             const known = this.dirty.get(projectId);
             this.dirty.set(projectId, known === undefined ? firstInsertedId : firstInsertedId === undefined ? known : Math.min(known, firstInsertedId));
+            // The retry reads the objects rather than trust what was gathered for this pass.
+            this.inserted.set(projectId, null);
             failed = true;
           }
         }
@@ -161,12 +183,22 @@ export class Evaluator {
     return name;
   }
 
-  private async evaluateProject(projectId: number, firstInsertedId: number | undefined): Promise<void> {
+  private async evaluateProject(projectId: number, firstInsertedId: number | undefined, fingerprints: Set<string> | null | undefined): Promise<void> {
     const { store, workflows } = this.options;
     const project = await store.getProjectById(projectId);
     if (!project) {
       await workflows.forgetProject(projectId);
       return;
+    }
+    // Without integrations, the inserts' fingerprints are all a pass needs. At start-up (no
+    // events) a project with a cursor is read from it once: crashes stored just before a stop
+    // may still have a group to reopen.
+    if (fingerprints !== null) {
+      const fromEvents = fingerprints !== undefined;
+      if ((fromEvents || !(await workflows.getCursor(projectId))) && (await workflows.forgetProgressIfUnwatched(projectId))) {
+        if (fromEvents && fingerprints.size > 0) await this.reopenResolved(project, fingerprints);
+        return;
+      }
     }
     let cursor = await workflows.getCursor(projectId);
     if (cursor && cursor.projectCreatedAt !== project.createdAt) {
@@ -187,6 +219,16 @@ export class Evaluator {
       }
     }
     if (chunk.length > 0) await this.evaluateChunk(project, cursor, integrations, chunk);
+  }
+
+  /** Reopens the resolved groups among `fingerprints` (a project nobody is told about). */
+  private async reopenResolved(project: Project, fingerprints: Set<string>): Promise<void> {
+    const { store } = this.options;
+    for (const { fingerprint, state } of await store.listGroupStates(project.id)) {
+      if (state !== 'resolved' || !fingerprints.has(fingerprint)) continue;
+      await store.setGroupState(project.id, fingerprint, 'open');
+      this.options.onGroupReopened?.(project.id, fingerprint);
+    }
   }
 
   /**

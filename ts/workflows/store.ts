@@ -146,6 +146,11 @@ export interface WorkflowStore {
   removeIntegration(id: number): Promise<boolean>;
   /** Forgets everything about a project (deleted, or its id now names another project). */
   forgetProject(projectId: number): Promise<void>;
+  /**
+   * Drops a project's evaluation progress (cursor and group counts) if it has no integrations,
+   * checked in the same transaction; true if it had none.
+   */
+  forgetProgressIfUnwatched(projectId: number): Promise<boolean>;
 
   getCursor(projectId: number): Promise<ProjectCursor | undefined>;
   listCursors(): Promise<ProjectCursor[]>;
@@ -334,6 +339,17 @@ export class SqliteWorkflowStore implements WorkflowStore {
         this.stmt(`DELETE FROM cursors WHERE project_id = ?`).run(projectId);
       })();
     });
+  }
+
+  forgetProgressIfUnwatched(projectId: number): Promise<boolean> {
+    return this.run(() =>
+      this.db.transaction(() => {
+        if (this.stmt(`SELECT 1 FROM integrations WHERE project_id = ? LIMIT 1`).get(projectId)) return false;
+        this.stmt(`DELETE FROM groups WHERE project_id = ?`).run(projectId);
+        this.stmt(`DELETE FROM cursors WHERE project_id = ?`).run(projectId);
+        return true;
+      })(),
+    );
   }
 
   getCursor(projectId: number): Promise<ProjectCursor | undefined> {
