@@ -4,7 +4,8 @@
 // - Ingest: a real coroner server (its SQLite store in a temporary folder, on 127.0.0.1) and a
 //   bare node:http server that reads the same bodies and answers 200 get the same load: ~5 KB
 //   SDK-shaped reports over ~2,000 stacks and hostnames, each with a fresh uuid, from N concurrent
-//   submitters (keep-alive connections) on a worker thread. coroner answers only once a report is
+//   submitters (keep-alive connections of a lean HTTP/1.1 client, on a worker thread, so that the
+//   client takes as little of the machine as it can). coroner answers only once a report is
 //   committed (fsynced, group commit). Target: coroner >= 0.5x the bare server's rate.
 // - Query: a project filled with 1,000,000 synthetic crashes over ~2,000 fingerprints (written
 //   straight into SQLite in large transactions, no HTTP), then the grouped list (group by
@@ -17,7 +18,8 @@
 // Options: --submitters N (32), --seconds S per ingest run (6), --rows N (1000000),
 // --groups N (2000), --only ingest|query. Everything runs in a temporary folder removed at exit.
 // CORONER_BENCH_LOG=1 prints the server's log; CORONER_BENCH_PROFILE=1 loads the bare server only
-// once (for --cpu-prof runs of coroner).
+// once, and CORONER_BENCH_PROFILE=coroner not at all (for --cpu-prof runs of coroner); either
+// prints the event loop's and the process's CPU use during each coroner run.
 //
 // Concurrency: 32 submitters. A durable answer costs a WAL flush, so coroner's rate grows with the
 // submitters in flight while the bare server's is bound by CPU; 16-32 is what a fleet of
@@ -26,6 +28,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,9 +66,74 @@ interface LoadResult {
   latenciesMs: number[];
 }
 
+/**
+ * One keep-alive HTTP/1.1 connection that sends a request, reads the whole answer, and sends the
+ * next: a client as lean as can be written in Node (requests are bytes built once, answers are
+ * only framed, not parsed), so that the servers measured, not their client, get the machine's CPU.
+ * Clients in production run elsewhere; wrk-style load generators do the same.
+ */
+class Submitter {
+  private readonly socket: net.Socket;
+  private pending: Buffer = Buffer.alloc(0);
+  private waiting: { resolve: (r: { status: number; body: string }) => void; reject: (e: Error) => void } | undefined;
+
+  constructor(host: string, port: number) {
+    this.socket = net.connect({ host, port, noDelay: true });
+    this.socket.on('data', (chunk: Buffer) => {
+      this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+      this.drain();
+    });
+    const fail = (err: Error) => {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w?.reject(err);
+    };
+    this.socket.on('error', fail);
+    this.socket.on('close', () => fail(new Error('the server closed the connection')));
+  }
+
+  send(head: Buffer, body: Buffer): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      this.socket.cork();
+      this.socket.write(head);
+      this.socket.write(body);
+      this.socket.uncork();
+    });
+  }
+
+  /** Frames one answer (Content-Length or chunked) once all of it is in. */
+  private drain(): void {
+    const end = this.pending.indexOf('\r\n\r\n');
+    if (end < 0 || !this.waiting) return;
+    const head = this.pending.subarray(0, end).toString('latin1');
+    const status = Number(head.slice(9, 12));
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    let body: string;
+    let used: number;
+    if (length) {
+      used = end + 4 + Number(length[1]);
+      if (this.pending.length < used) return;
+      body = this.pending.subarray(end + 4, used).toString('utf8');
+    } else {
+      const last = this.pending.indexOf('\r\n0\r\n\r\n', end);
+      if (last < 0) return;
+      used = last + 7;
+      body = this.pending.subarray(end + 4, last).toString('utf8');
+    }
+    this.pending = this.pending.subarray(used);
+    const w = this.waiting;
+    this.waiting = undefined;
+    w.resolve({ status, body });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
 async function runLoad(job: LoadJob): Promise<LoadResult> {
   const target = new URL(job.url);
-  const pool = new Pool(target.origin, { connections: job.submitters, pipelining: 1 });
   const requestPath = target.pathname + target.search;
   let measuring = false;
   let stopping = false;
@@ -76,26 +144,35 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
   const latencies: number[] = [];
   let next = 0;
   const submitter = async () => {
-    while (!stopping) {
-      const i = next++ % job.bodies.length;
-      const body = Buffer.from(job.bodies[i]!);
-      body.write(randomUUID(), job.uuidOffsets[i]!, 'latin1');
-      const counted = measuring;
-      const t0 = performance.now();
-      try {
-        const res = await pool.request({ path: requestPath, method: 'POST', body, headers: { 'content-type': 'application/json' } });
-        const text = await res.body.text();
-        if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
-        if (counted && measuring) {
-          completed++;
-          bytes += body.length;
-          latencies.push(performance.now() - t0);
+    const connection = new Submitter(target.hostname, Number(target.port));
+    try {
+      while (!stopping) {
+        const i = next++ % job.bodies.length;
+        const body = Buffer.from(job.bodies[i]!);
+        body.write(randomUUID(), job.uuidOffsets[i]!, 'latin1');
+        const head = Buffer.from(
+          `POST ${requestPath} HTTP/1.1\r\nHost: ${target.host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+          'latin1',
+        );
+        const counted = measuring;
+        const t0 = performance.now();
+        try {
+          const res = await connection.send(head, body);
+          if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+          if (counted && measuring) {
+            completed++;
+            bytes += body.length;
+            latencies.push(performance.now() - t0);
+          }
+        } catch (err) {
+          failed++;
+          firstFailure ||= (err as Error).message;
+          if (!/^HTTP /.test((err as Error).message)) return;
         }
-      } catch (err) {
-        failed++;
-        firstFailure ||= (err as Error).message;
+        if (job.pauseMs > 0) await new Promise((r) => setTimeout(r, job.pauseMs));
       }
-      if (job.pauseMs > 0) await new Promise((r) => setTimeout(r, job.pauseMs));
+    } finally {
+      connection.close();
     }
   };
   const loops = Array.from({ length: job.submitters }, submitter);
@@ -107,7 +184,6 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
   const seconds = (performance.now() - started) / 1000;
   stopping = true;
   await Promise.all(loops);
-  await pool.close();
   return { completed, failed, firstFailure, seconds, bytes, latenciesMs: latencies };
 }
 
@@ -395,8 +471,27 @@ async function main(): Promise<void> {
       // Alternate, so that a burst of load from elsewhere on the machine hits both.
       for (let round = 0; round < 2; round++) {
         // (Set CORONER_BENCH_PROFILE=1 to load coroner alone, e.g. under --cpu-prof.)
-        bareRuns.push(process.env.CORONER_BENCH_PROFILE && bareRuns.length ? bareRuns[0]! : await loadInWorker(job(bare.url)));
+        bareRuns.push(
+          process.env.CORONER_BENCH_PROFILE && bareRuns.length
+            ? bareRuns[0]!
+            : process.env.CORONER_BENCH_PROFILE === 'coroner'
+              ? { completed: 1, failed: 0, firstFailure: '', seconds: 1, bytes: 0, latenciesMs: [] }
+              : await loadInWorker(job(bare.url)),
+        );
+        const elu0 = performance.eventLoopUtilization();
+        const cpu0 = process.cpuUsage();
+        const t0 = performance.now();
         coronerRuns.push(await loadInWorker(job(submitUrl)));
+        const elu = performance.eventLoopUtilization(elu0);
+        const lat = ((globalThis as any).__lat ?? []) as number[][]; (globalThis as any).__lat = [];
+        if (lat.length) { const names = ['queue->post', 'post->recv', 'recv->commit', 'commit', 'commit->sync', 'sync', 'sync->main']; const sums = names.map(() => 0);
+          for (const r of lat) for (let k = 0; k < names.length; k++) sums[k]! += r[k + 1]! - r[k]!;
+          console.log('  stages (ms, mean per message): ' + names.map((n, k) => `${n} ${(sums[k]! / lat.length).toFixed(2)}`).join(', '), 'messages', lat.length); }
+        const cpu = process.cpuUsage(cpu0);
+        const wall = performance.now() - t0;
+        if (process.env.CORONER_BENCH_LOG || process.env.CORONER_BENCH_PROFILE) {
+          console.log(`  (coroner run ${round + 1}: event loop busy ${fmt(elu.utilization * 100)}%, process CPU ${fmt(((cpu.user + cpu.system) / 1000 / wall) * 100)}% of one core)`);
+        }
       }
       await bare.close();
       const best = (runs: LoadResult[]) => runs.reduce((a, b) => (b.completed / b.seconds > a.completed / a.seconds ? b : a));
