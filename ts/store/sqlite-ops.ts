@@ -19,6 +19,7 @@ import { parseGroupingRules } from '../grouping/rules.js';
 import { prepareSubmission } from '../ingest/prepare.js';
 import { InvalidSubmissionError, StoreError } from './types.js';
 import type {
+  CrashFields,
   RawSubmission,
   ApiToken,
   AttachmentInfo,
@@ -554,17 +555,9 @@ export function readBlob(db: Db, dataDir: string, blobId: number): Uint8Array | 
 
 // ---- crashes
 
-export interface PreparedCrash {
-  projectId: number;
-  uuid: string;
-  timestamp: number;
+/** A crash whose blobs are ready (see `prepareBlob`), as `insertCrashes` takes it. */
+export interface PreparedCrash extends CrashFields {
   receivedAt: number;
-  fingerprint: string;
-  callstack: string[];
-  classifiers: string[];
-  attributes: Record<string, AttributeValue>;
-  format: string;
-  processed: boolean;
   contentType: string;
   body: PreparedBlob;
   attachments: Array<{ name: string; contentType: string; blob: PreparedBlob }>;

@@ -73,18 +73,12 @@ export interface AttributeDeclaration {
 
 export type GroupState = 'open' | 'resolved' | 'ignored';
 
-/** One stored crash (a report or a snapshot), as the query engine sees it. */
-export interface CrashObject {
-  /** Numeric object id, unique within the project; morgue prints it in hex. */
-  id: number;
+/** What a crash is, whether about to be stored (`NewCrash`) or stored (`CrashObject`). */
+export interface CrashFields {
   projectId: number;
   uuid: string;
-  /** The receipt id answered to the submitter. */
-  rxid: string;
   /** Seconds since the epoch: the report's own timestamp. */
   timestamp: number;
-  /** Seconds since the epoch: when coroner received it. */
-  receivedAt: number;
   fingerprint: string;
   /** Innermost-first frame names used for `callstack`. */
   callstack: string[];
@@ -97,6 +91,16 @@ export interface CrashObject {
   processed: boolean;
 }
 
+/** One stored crash (a report or a snapshot), as the query engine sees it. */
+export interface CrashObject extends CrashFields {
+  /** Numeric object id, unique within the project; morgue prints it in hex. */
+  id: number;
+  /** The receipt id answered to the submitter. */
+  rxid: string;
+  /** Seconds since the epoch: when coroner received it. */
+  receivedAt: number;
+}
+
 export interface AttachmentInfo {
   id: number;
   objectId: number;
@@ -106,16 +110,7 @@ export interface AttachmentInfo {
 }
 
 /** What ingestion hands to the store for one accepted submission. */
-export interface NewCrash {
-  projectId: number;
-  uuid: string;
-  timestamp: number;
-  fingerprint: string;
-  callstack: string[];
-  classifiers: string[];
-  attributes: Record<string, AttributeValue>;
-  format: string;
-  processed: boolean;
+export interface NewCrash extends CrashFields {
   /** The whole report as received (after transfer decoding), stored as is. */
   body: Uint8Array;
   contentType: string;
