@@ -13,6 +13,7 @@ import { startSession } from '../../ts/server/auth.js';
 import { createCoronerServer, type CoronerServer, type ServerLimits } from '../../ts/server/server.js';
 import { openSqliteStore, type SqliteStore } from '../../ts/store/sqlite.js';
 import type { Project } from '../../ts/store/types.js';
+import type { WorkflowOptions } from '../../ts/workflows/index.js';
 import { corpusDir } from '../helpers/corpus.js';
 import { packageRoot, runBin } from '../helpers/run.js';
 
@@ -38,12 +39,27 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+export interface TestServerOptions {
+  limits?: Partial<ServerLimits>;
+  dataDir?: string;
+  workflows?: WorkflowOptions | false;
+  publicUrl?: string;
+}
+
 /** A server in this process, on a fresh data folder, bootstrapped as `coroner serve` does. */
-export async function startServer(options: { limits?: Partial<ServerLimits>; dataDir?: string } = {}): Promise<TestServer> {
+export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? tempDir();
   const store = await openSqliteStore({ dataDir });
   const { universe, created } = await bootstrap(store, 'local', { CORONER_ADMIN_PASSWORD: ADMIN_PASSWORD });
-  const server = await createCoronerServer({ store, universe: universe.name, port: 0, ...(options.limits ? { limits: options.limits } : {}), log: () => {} });
+  const server = await createCoronerServer({
+    store,
+    universe: universe.name,
+    port: 0,
+    log: () => {},
+    ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.workflows !== undefined ? { workflows: options.workflows } : {}),
+    ...(options.publicUrl ? { publicUrl: options.publicUrl } : {}),
+  });
   await server.listen();
   const configPath = syncClientConfig(dataDir, universe.name, server.url(), created?.token);
   const project = (await store.getProject(universe.id, 'blackhole'))!;

@@ -7,13 +7,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
-import { bootstrap } from '../../ts/coroner/admin.js';
-import { startSession } from '../../ts/server/auth.js';
-import { createCoronerServer, type CoronerServer } from '../../ts/server/server.js';
-import { openSqliteStore, type SqliteStore } from '../../ts/store/sqlite.js';
-import type { Project } from '../../ts/store/types.js';
 import { workflowServiceFor, type WorkflowOptions, type WorkflowService } from '../../ts/workflows/index.js';
-import { ADMIN_PASSWORD, report, tempDir } from '../coroner/helpers.js';
+import { http as httpCall, report, startServer, tempDir, type TestServer } from '../coroner/helpers.js';
 
 export { report, tempDir };
 
@@ -111,54 +106,25 @@ export class Receiver {
   }
 }
 
-export interface WorkflowServer {
-  url: string;
-  dataDir: string;
-  store: SqliteStore;
-  server: CoronerServer;
-  project: Project;
-  token: string;
-  adminSession: string;
+export interface WorkflowServer extends TestServer {
   service: WorkflowService;
-  close(): Promise<void>;
 }
 
 /** Retries fast enough for tests: 100 ms doubling to 800 ms. */
 export const FAST_RETRY: WorkflowOptions = { retry: { minMs: 100, maxMs: 800 }, passDelayMs: 20, pollMs: 500, timeoutMs: 3000 };
 
 export async function startWorkflowServer(options: { dataDir?: string; workflows?: WorkflowOptions; publicUrl?: string } = {}): Promise<WorkflowServer> {
-  const dataDir = options.dataDir ?? tempDir('coroner-workflows-');
-  const store = await openSqliteStore({ dataDir });
-  const { universe } = await bootstrap(store, 'local', { CORONER_ADMIN_PASSWORD: ADMIN_PASSWORD });
-  const server = await createCoronerServer({
-    store,
-    universe: universe.name,
-    port: 0,
-    log: () => {},
+  const server = await startServer({
+    dataDir: options.dataDir ?? tempDir('coroner-workflows-'),
     workflows: options.workflows ?? FAST_RETRY,
     ...(options.publicUrl ? { publicUrl: options.publicUrl } : {}),
   });
-  await server.listen();
-  const project = (await store.getProject(universe.id, 'blackhole'))!;
-  const token = (await store.listTokens(project.id))[0]!.id;
-  const admin = (await store.getUser(universe.id, 'admin'))!;
-  const session = await startSession(store, admin);
-  const service = workflowServiceFor(store);
-  if (!service) throw new Error('the server started no workflow service');
-  return {
-    url: server.url(),
-    dataDir,
-    store,
-    server,
-    project,
-    token,
-    adminSession: session.token,
-    service,
-    async close() {
-      await server.close();
-      await store.close();
-    },
-  };
+  const service = workflowServiceFor(server.store);
+  if (!service) {
+    await server.close();
+    throw new Error('the server started no workflow service');
+  }
+  return { ...server, service };
 }
 
 /** A report whose faulting stack is `frames` (innermost first): one group per distinct list. */
@@ -186,19 +152,13 @@ export async function api(
   path: string,
   body?: unknown,
 ): Promise<{ status: number; json: any }> {
-  const res = await request(`${base}${path}`, {
+  const res = await httpCall(`${base}${path}`, {
     method,
     headers: { 'x-coroner-token': session, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
-  const text = await res.body.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: res.statusCode, json };
+  // An answer that is not JSON is handed back as its text, for the assertion to show.
+  return { status: res.status, json: res.json === undefined ? res.text : res.json };
 }
 
 /** Waits until `check` holds, polling; throws with `what` after `timeoutMs`. */
