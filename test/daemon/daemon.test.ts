@@ -22,19 +22,16 @@ import {
   sleep,
   startWaiting,
   statusOf,
-  testDir,
   uuidsIn,
   waitFor,
   writeConfig,
 } from './helpers/env.js';
+import { crashWorkdir } from './helpers/workdir.js';
 
-const root = testDir();
-const exe = compileCrash(root);
+const { root, exe } = crashWorkdir();
 const special = compileCrash(root, 'special');
 const core = makeCore(exe, path.join(root, 'made'));
 const specialCore = makeCore(special, path.join(root, 'made-special'));
-
-test.after.always(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** Spools `n` crashes of `program` (its core) into the archive, as the kernel would. */
 async function spool(archive: string, program = exe, programCore = core, n = 1): Promise<string[]> {

@@ -14,23 +14,19 @@ import test from 'ava';
 
 import { readPattern, readPipeLimit, withCorePattern } from './helpers/core-pattern.js';
 import {
-  compileCrash,
   CORESNAP,
   DaemonProcess,
   HANDLER,
   readCounters,
   Receiver,
   sleep,
-  testDir,
   uuidsIn,
   waitFor,
   writeConfig,
 } from './helpers/env.js';
+import { crashWorkdir } from './helpers/workdir.js';
 
-const root = testDir();
-const exe = compileCrash(root);
-
-test.after.always(() => fs.rmSync(root, { recursive: true, force: true }));
+const { root, exe } = crashWorkdir();
 
 const GO_PANIC = `package main
 
