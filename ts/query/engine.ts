@@ -374,7 +374,14 @@ interface FoldInput {
   /** Group of each row, or -1 to skip the row (its group is not on the page). */
   groupOf: Int32Array;
   nGroups: number;
+  /** 1 for each group the fold is computed for: the groups with a row in `groupOf`. */
+  computed: Uint8Array;
   table: ProjectTable;
+}
+
+/** Per group, `valueOf(g)` for the groups computed and undefined for the others. */
+function perComputedGroup<T>(input: FoldInput, valueOf: (g: number) => T): Array<T | undefined> {
+  return Array.from(input.computed, (c, g) => (c ? valueOf(g) : undefined));
 }
 
 function computeFold(fold: Fold, input: FoldInput): FoldValues {
@@ -384,10 +391,10 @@ function computeFold(fold: Fold, input: FoldInput): FoldValues {
     throw new QueryError(`Fold '${fold.op}' needs a numeric attribute; ${fold.column} is ${meta.type}.`);
   }
   switch (fold.op) {
-    case 'head': return pickRow(input, 'first');
-    case 'tail': return pickRow(input, 'last');
-    case 'first': return pickByTime(input, 'min');
-    case 'last': return pickByTime(input, 'max');
+    case 'head': return pickRow(input, 'min');
+    case 'tail': return pickRow(input, 'max');
+    case 'first': return pickRow(input, 'min', input.table.timestamp.data);
+    case 'last': return pickRow(input, 'max', input.table.timestamp.data);
     case 'object': return foldObject(input);
     case 'count': return foldCount(input);
     case 'unique': return valueCounts(input).map((vc) => (vc ? [vc.codes.length] : undefined));
@@ -413,41 +420,31 @@ function computeFold(fold: Fold, input: FoldInput): FoldValues {
   }
 }
 
-function pickRow(input: FoldInput, which: 'first' | 'last'): FoldValues {
+/**
+ * Per group, the value of one of the rows where the column is set: the one with the least or
+ * greatest `time`, or without `time` the first or last in row order.
+ */
+function pickRow(input: FoldInput, which: 'min' | 'max', time?: Float64Array): FoldValues {
   const { column, rows, groupOf, nGroups } = input;
   const chosen = new Int32Array(nGroups).fill(-1);
-  const seen = new Uint8Array(nGroups);
-  for (let i = 0; i < rows.length; i++) {
-    const g = groupOf[i]!;
-    if (g < 0) continue;
-    seen[g] = 1;
-    const r = rows[i]!;
-    if (!column.isSet(r)) continue;
-    if (which === 'last' || chosen[g]! < 0) chosen[g] = r;
-  }
-  return Array.from(chosen, (r, g) => (seen[g] ? [r < 0 ? null : column.valueAt(r)] : undefined));
-}
-
-function pickByTime(input: FoldInput, which: 'min' | 'max'): FoldValues {
-  const { column, rows, groupOf, nGroups, table } = input;
-  const ts = table.timestamp.data;
-  const chosen = new Int32Array(nGroups).fill(-1);
   const best = new Float64Array(nGroups).fill(NaN);
-  const seen = new Uint8Array(nGroups);
+  const greatest = which === 'max';
   for (let i = 0; i < rows.length; i++) {
     const g = groupOf[i]!;
     if (g < 0) continue;
-    seen[g] = 1;
     const r = rows[i]!;
     if (!column.isSet(r)) continue;
-    const t = ts[r]!;
+    const key = time === undefined ? i : time[r]!;
     const b = best[g]!;
-    if (chosen[g]! < 0 || (which === 'min' ? t < b : t > b) || Number.isNaN(b)) {
+    if (chosen[g]! < 0 || (greatest ? key > b : key < b) || Number.isNaN(b)) {
       chosen[g] = r;
-      best[g] = t;
+      best[g] = key;
     }
   }
-  return Array.from(chosen, (r, g) => (seen[g] ? [r < 0 ? null : column.valueAt(r)] : undefined));
+  return perComputedGroup(input, (g) => {
+    const r = chosen[g]!;
+    return [r < 0 ? null : column.valueAt(r)];
+  });
 }
 
 function foldObject(input: FoldInput): FoldValues {
@@ -463,14 +460,11 @@ function foldObject(input: FoldInput): FoldValues {
 function foldCount(input: FoldInput): FoldValues {
   const { column, rows, groupOf, nGroups } = input;
   const counts = new Float64Array(nGroups);
-  const seen = new Uint8Array(nGroups);
   for (let i = 0; i < rows.length; i++) {
     const g = groupOf[i]!;
-    if (g < 0) continue;
-    seen[g] = 1;
-    if (column.isSet(rows[i]!)) counts[g]!++;
+    if (g >= 0 && column.isSet(rows[i]!)) counts[g]!++;
   }
-  return Array.from(counts, (c, g) => (seen[g] ? [c] : undefined));
+  return perComputedGroup(input, (g) => [counts[g]!]);
 }
 
 interface ValueCounts {
@@ -481,7 +475,7 @@ interface ValueCounts {
 
 /** Distinct values and their counts, per group. */
 function valueCounts(input: FoldInput): Array<ValueCounts | undefined> {
-  const { column, rows, groupOf, nGroups } = input;
+  const { column, rows, groupOf, nGroups, computed } = input;
   const n = rows.length;
   // Codes per row: the dictionary's own, or a local dictionary of the numbers seen.
   let codeOf: Int32Array;
@@ -519,12 +513,7 @@ function valueCounts(input: FoldInput): Array<ValueCounts | undefined> {
     valueOf = (c) => (asBool ? seenValues[c]! !== 0 : seenValues[c]!);
   }
   const out: Array<ValueCounts | undefined> = new Array(nGroups);
-  const seen = new Uint8Array(nGroups);
-  for (let i = 0; i < n; i++) {
-    const g = groupOf[i]!;
-    if (g >= 0) seen[g] = 1;
-  }
-  for (let g = 0; g < nGroups; g++) if (seen[g]) out[g] = { codes: [], counts: [], valueOf };
+  for (let g = 0; g < nGroups; g++) if (computed[g]) out[g] = { codes: [], counts: [], valueOf };
   const cells = nGroups * distinct;
   if (cells <= 8_000_000) {
     const matrix = new Uint32Array(cells);
@@ -573,22 +562,11 @@ function histogramOf(vc: ValueCounts): Array<[AttributeValue, number]> {
 
 function minMax(input: FoldInput): Array<{ min: AttributeValue; max: AttributeValue } | undefined> {
   const { column, rows, groupOf, nGroups } = input;
-  const seen = new Uint8Array(nGroups);
   if (column.kind === 'num') {
-    const lo = new Float64Array(nGroups).fill(Infinity);
-    const hi = new Float64Array(nGroups).fill(-Infinity);
-    const data = column.data;
-    for (let i = 0; i < rows.length; i++) {
-      const g = groupOf[i]!;
-      if (g < 0) continue;
-      seen[g] = 1;
-      const v = data[rows[i]!]!;
-      if (v < lo[g]!) lo[g] = v;
-      if (v > hi[g]!) hi[g] = v;
-    }
+    const { low, high } = numericBounds(input, column.data);
     const asBool = column.meta.type === 'boolean';
     const show = (v: number): AttributeValue => (Number.isFinite(v) ? (asBool ? v !== 0 : v) : null);
-    return Array.from(seen, (s, g) => (s ? { min: show(lo[g]!), max: show(hi[g]!) } : undefined));
+    return perComputedGroup(input, (g) => ({ min: show(low[g]!), max: show(high[g]!) }));
   }
   // Strings: compare each distinct value's rank once.
   const rank = rankOf(column);
@@ -598,14 +576,28 @@ function minMax(input: FoldInput): Array<{ min: AttributeValue; max: AttributeVa
   for (let i = 0; i < rows.length; i++) {
     const g = groupOf[i]!;
     if (g < 0) continue;
-    seen[g] = 1;
     const c = codes[rows[i]!]!;
     if (c < 0) continue;
     if (lo[g]! < 0 || rank[c]! < rank[lo[g]!]!) lo[g] = c;
     if (hi[g]! < 0 || rank[c]! > rank[hi[g]!]!) hi[g] = c;
   }
   const show = (c: number): AttributeValue => (c < 0 ? null : column.values[c]!);
-  return Array.from(seen, (s, g) => (s ? { min: show(lo[g]!), max: show(hi[g]!) } : undefined));
+  return perComputedGroup(input, (g) => ({ min: show(lo[g]!), max: show(hi[g]!) }));
+}
+
+/** Per group, the least and greatest value set (Infinity and -Infinity where none is). */
+function numericBounds(input: FoldInput, data: Float64Array): { low: Float64Array; high: Float64Array } {
+  const { rows, groupOf, nGroups } = input;
+  const low = new Float64Array(nGroups).fill(Infinity);
+  const high = new Float64Array(nGroups).fill(-Infinity);
+  for (let i = 0; i < rows.length; i++) {
+    const g = groupOf[i]!;
+    if (g < 0) continue;
+    const v = data[rows[i]!]!;
+    if (v < low[g]!) low[g] = v;
+    if (v > high[g]!) high[g] = v;
+  }
+  return { low, high };
 }
 
 function sumMean(input: FoldInput, mean: boolean): FoldValues {
@@ -613,18 +605,15 @@ function sumMean(input: FoldInput, mean: boolean): FoldValues {
   const data = (column as NumColumn).data;
   const sums = new Float64Array(nGroups);
   const counts = new Float64Array(nGroups);
-  const seen = new Uint8Array(nGroups);
   for (let i = 0; i < rows.length; i++) {
     const g = groupOf[i]!;
     if (g < 0) continue;
-    seen[g] = 1;
     const v = data[rows[i]!]!;
     if (Number.isNaN(v)) continue;
     sums[g]! += v;
     counts[g]!++;
   }
-  return Array.from(seen, (s, g) => {
-    if (!s) return undefined;
+  return perComputedGroup(input, (g) => {
     if (!mean) return [sums[g]!];
     return [counts[g]! > 0 ? sums[g]! / counts[g]! : null];
   });
@@ -639,28 +628,14 @@ function foldBin(input: FoldInput, args: number[]): FoldValues {
   const { rows, groupOf, nGroups } = input;
   const data = (input.column as NumColumn).data;
   const bins = args[0] ?? DEFAULT_BINS;
-  let low: Float64Array;
-  let high: Float64Array;
-  if (args.length === 3) {
-    low = new Float64Array(nGroups).fill(args[1]!);
-    high = new Float64Array(nGroups).fill(args[2]!);
-  } else {
-    low = new Float64Array(nGroups).fill(Infinity);
-    high = new Float64Array(nGroups).fill(-Infinity);
-    for (let i = 0; i < rows.length; i++) {
-      const g = groupOf[i]!;
-      if (g < 0) continue;
-      const v = data[rows[i]!]!;
-      if (v < low[g]!) low[g] = v;
-      if (v > high[g]!) high[g] = v;
-    }
-  }
+  const { low, high } =
+    args.length === 3
+      ? { low: new Float64Array(nGroups).fill(args[1]!), high: new Float64Array(nGroups).fill(args[2]!) }
+      : numericBounds(input, data);
   const counts = new Float64Array(nGroups * bins);
-  const seen = new Uint8Array(nGroups);
   for (let i = 0; i < rows.length; i++) {
     const g = groupOf[i]!;
     if (g < 0) continue;
-    seen[g] = 1;
     const v = data[rows[i]!]!;
     const lo = low[g]!;
     const hi = high[g]!;
@@ -670,8 +645,7 @@ function foldBin(input: FoldInput, args: number[]): FoldValues {
     if (b >= bins) b = bins - 1;
     counts[g * bins + b]!++;
   }
-  return Array.from(seen, (s, g) => {
-    if (!s) return undefined;
+  return perComputedGroup(input, (g) => {
     const lo = low[g]!;
     const hi = high[g]!;
     if (!Number.isFinite(lo)) return [];
@@ -791,10 +765,21 @@ export function execute(table: ProjectTable, query: ParsedQuery, options: Engine
   const filterTime = micros(t0);
 
   const base = { version: '1.2.0', seq: table.maxId, encoding: 'rle' };
-  if (query.select || query.selectWildcard) {
-    return executeSelect(table, query, columns, rows, base, t0, filterTime);
-  }
-  return executeFold(table, query, columns, rows, base, t0, filterTime);
+  const filtered: Filtered = { table, query, columns, rows, base, t0, filterTime };
+  return query.select || query.selectWildcard ? executeSelect(filtered) : executeFold(filtered);
+}
+
+/** A query with its filter applied: what both kinds of answer start from. */
+interface Filtered {
+  table: ProjectTable;
+  query: ParsedQuery;
+  columns: Columns;
+  rows: Uint32Array;
+  /** The response's leading fields. */
+  base: Record<string, unknown>;
+  /** When the query started, and how long the filter took (µs). */
+  t0: number;
+  filterTime: number;
 }
 
 /** Columns of `select_wildcard`: physical = stored columns, derived = first_seen and state. */
@@ -811,15 +796,8 @@ function wildcardColumns(table: ProjectTable, w: NonNullable<ParsedQuery['select
   return out;
 }
 
-function executeSelect(
-  table: ProjectTable,
-  query: ParsedQuery,
-  columns: Columns,
-  rows: Uint32Array,
-  base: Record<string, unknown>,
-  t0: number,
-  filterTime: number,
-): EngineResult {
+function executeSelect(filtered: Filtered): EngineResult {
+  const { table, query, columns, rows, base, t0, filterTime } = filtered;
   const names = [...(query.select ?? [])];
   if (query.selectWildcard) for (const n of wildcardColumns(table, query.selectWildcard)) if (!names.includes(n)) names.push(n);
 
@@ -919,28 +897,24 @@ function executeSelect(
   };
 }
 
-function executeFold(
-  table: ProjectTable,
-  query: ParsedQuery,
-  columns: Columns,
-  rows: Uint32Array,
-  base: Record<string, unknown>,
-  t0: number,
-  filterTime: number,
-): EngineResult {
+function executeFold(filtered: Filtered): EngineResult {
+  const { table, query, columns, rows, base, t0, filterTime } = filtered;
   const tGroup = now();
   const grouping = groupRows(columns, rows, query.group);
   const nGroups = grouping.keys.length;
   const groupTime = micros(tGroup);
 
-  const foldInput = (fold: Fold, groupOf: Int32Array): FoldInput => ({
+  const foldInput = (fold: Fold, groupOf: Int32Array, computed: Uint8Array): FoldInput => ({
     column: columns.get(fold.column, 'fold'),
     meta: columns.meta(fold.column),
     rows,
     groupOf,
     nGroups,
+    computed,
     table,
   });
+  // Every group holds at least one row (a group is made by its first row).
+  const allComputed = new Uint8Array(nGroups).fill(1);
 
   let aggTime = 0;
   const results = new Map<Fold, FoldValues>();
@@ -969,7 +943,7 @@ function executeFold(
       let computed = results.get(fold);
       if (!computed) {
         const ta = now();
-        computed = computeFold(fold, foldInput(fold, grouping.groupOf));
+        computed = computeFold(fold, foldInput(fold, grouping.groupOf, allComputed));
         aggTime += micros(ta);
         results.set(fold, computed);
       }
@@ -1001,13 +975,14 @@ function executeFold(
   // Remaining folds: only the page's groups.
   const ta = now();
   let pageGroupOf: Int32Array = grouping.groupOf;
+  let onPage = allComputed;
   if (page.length < nGroups) {
-    const onPage = new Uint8Array(nGroups);
+    onPage = new Uint8Array(nGroups);
     for (const g of page) onPage[g] = 1;
     pageGroupOf = grouping.groupOf.map((g) => (onPage[g] ? g : -1));
   }
   for (const fold of query.folds) {
-    if (!results.has(fold)) results.set(fold, computeFold(fold, foldInput(fold, pageGroupOf)));
+    if (!results.has(fold)) results.set(fold, computeFold(fold, foldInput(fold, pageGroupOf, onPage)));
   }
   aggTime += micros(ta);
 
