@@ -3,22 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{function_name, link_map, load_core, load_module, map_file_segments, LoadedModule};
-use coresnap_unwind::{Arch, StopReason, Trust, UnwindOptions, Unwinder};
-
-fn case_dir(case: &str) -> PathBuf {
-    let corpus =
-        std::env::var("CORESNAP_CORPUS_DIR").unwrap_or_else(|_| "/tmp/coresnap-corpus".to_string());
-    let dir = Path::new(&corpus).join("corpus").join(case);
-    assert!(
-        dir.join("core").exists() && dir.join("exe").exists(),
-        "the corpus case {} is missing: build it with /work/shared/corpus/make-corpus.sh (CORPUS_DIR={corpus}) or set CORESNAP_CORPUS_DIR",
-        dir.display()
-    );
-    dir
-}
+use common::{
+    assert_cfi_above_leaf, assert_ends_at_start, corpus_case_dir, frame_names, link_map, load_core,
+    load_module, map_file_segments, names_and_trust, unwinder_for, LoadedModule,
+};
+use coresnap_unwind::{Arch, StopReason, UnwindOptions};
 
 fn expected_crash_tid(dir: &Path) -> u32 {
     let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
@@ -36,7 +27,7 @@ fn expected_crash_tid(dir: &Path) -> u32 {
 
 #[test]
 fn aarch64_segv_from_qemu_user() {
-    let dir = case_dir("aarch64-segv");
+    let dir = corpus_case_dir("aarch64-segv");
     let sysroot = Path::new("/usr/aarch64-linux-gnu/lib");
     let mut core = load_core(&dir.join("core"));
     assert_eq!(core.arch, Arch::Aarch64);
@@ -63,26 +54,13 @@ fn aarch64_segv_from_qemu_user() {
     );
     modules.insert(0, exe);
 
-    let infos = modules.iter().map(|m| m.info.clone()).collect();
-    let mut unwinder = Unwinder::new(Arch::Aarch64, infos, UnwindOptions::default());
+    let mut unwinder = unwinder_for(Arch::Aarch64, &modules, UnwindOptions::default());
     let crash_tid = expected_crash_tid(&dir);
     assert_eq!(core.threads.len(), 4);
     for (tid, regs) in &core.threads {
         let unwound = unwinder.unwind(regs, &core.memory);
-        let names: Vec<String> = unwound
-            .frames
-            .iter()
-            .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_else(|| format!("{:#x}", f.pc)))
-            .collect();
-        let report = format!(
-            "thread {tid}: {names:?} trust {:?} stop: {}",
-            unwound
-                .frames
-                .iter()
-                .map(|f| f.trust.as_str())
-                .collect::<Vec<_>>(),
-            unwound.stop_reason
-        );
+        let names = frame_names(&modules, &unwound, |f| format!("{:#x}", f.pc));
+        let report = format!("thread {tid}: {}", names_and_trust(&names, &unwound));
         eprintln!("{report}");
         if *tid == crash_tid {
             assert_eq!(
@@ -90,18 +68,12 @@ fn aarch64_segv_from_qemu_user() {
                 ["level3", "level2", "level1", "main"],
                 "{report}"
             );
-            assert!(
-                unwound.frames[1..].iter().all(|f| f.trust == Trust::Cfi),
-                "{report}"
-            );
-            assert_eq!(names.last().map(String::as_str), Some("_start"), "{report}");
+            assert_cfi_above_leaf(&unwound, &report);
+            assert_ends_at_start(&names, &report);
             assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{report}");
         } else {
             assert!(names.iter().any(|n| n == "idle_worker"), "{report}");
-            assert!(
-                unwound.frames[1..].iter().all(|f| f.trust == Trust::Cfi),
-                "{report}"
-            );
+            assert_cfi_above_leaf(&unwound, &report);
         }
     }
 }

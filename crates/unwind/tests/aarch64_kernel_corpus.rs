@@ -6,12 +6,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{function_name, load_core, modules_from_core_with};
-use coresnap_unwind::{Arch, StopReason, Trust, UnwindOptions, Unwinder};
+use common::{
+    assert_cfi_above_leaf, assert_ends_at_start, corpus_root, frame_names, load_core,
+    modules_from_core_with, names_and_trust, unwinder_for,
+};
+use coresnap_unwind::{Arch, StopReason, UnwindOptions};
 
 fn arm64_corpus() -> PathBuf {
-    let corpus =
-        std::env::var("CORESNAP_CORPUS_DIR").unwrap_or_else(|_| "/tmp/coresnap-corpus".to_string());
+    let corpus = corpus_root();
     let dir = Path::new(&corpus).join("arm64").join("corpus");
     assert!(
         dir.join("sysroot").is_dir(),
@@ -82,35 +84,16 @@ fn walk_case(case: &str) {
         pac_mask: core.pac_mask,
         ..UnwindOptions::default()
     };
-    let mut unwinder = Unwinder::new(
-        Arch::Aarch64,
-        modules.iter().map(|m| m.info.clone()).collect(),
-        options,
-    );
+    let mut unwinder = unwinder_for(Arch::Aarch64, &modules, options);
 
     let gdb = gdb_pcs(&dir);
     for (index, (tid, regs)) in core.threads.iter().enumerate() {
         let unwound = unwinder.unwind(regs, &core.memory);
-        let names: Vec<String> = unwound
-            .frames
-            .iter()
-            .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_else(|| "?".into()))
-            .collect();
+        let names = frame_names(&modules, &unwound, |_| "?".into());
         let pcs: Vec<u64> = unwound.frames.iter().map(|f| f.pc).collect();
-        let report = format!(
-            "{case} thread {tid}: {names:?} trust {:?} stop: {}",
-            unwound
-                .frames
-                .iter()
-                .map(|f| f.trust.as_str())
-                .collect::<Vec<_>>(),
-            unwound.stop_reason
-        );
+        let report = format!("{case} thread {tid}: {}", names_and_trust(&names, &unwound));
         eprintln!("{report}");
-        assert!(
-            unwound.frames[1..].iter().all(|f| f.trust == Trust::Cfi),
-            "{report}"
-        );
+        assert_cfi_above_leaf(&unwound, &report);
         assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{report}");
         let (_, want) = gdb
             .iter()
@@ -132,7 +115,7 @@ fn walk_case(case: &str) {
                 .expect("frames");
             let last_named = top.last().and_then(|v| v.as_str()).expect("a name");
             assert!(names.iter().any(|n| n == last_named), "{report}");
-            assert_eq!(names.last().map(String::as_str), Some("_start"), "{report}");
+            assert_ends_at_start(&names, &report);
         }
     }
 }

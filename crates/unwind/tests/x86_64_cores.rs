@@ -8,9 +8,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{
-    compile, crash, function_name, load_core, modules_from_core, scratch_dir, LoadedModule,
+    assert_ends_at_start, compile, crash, frame_names, load_core, modules_from_core, scratch_dir,
+    unwinder_for, LoadedModule,
 };
-use coresnap_unwind::{FrameKind, StopReason, Trust, UnwindOptions, Unwinder, Unwound};
+use coresnap_unwind::{FrameKind, StopReason, Trust, UnwindOptions, Unwound};
 
 const THREE_LEVELS: &str = r#"
 volatile int sink;
@@ -35,19 +36,31 @@ fn walk_core(
     let mut core = load_core(core_path);
     let mut modules = modules_from_core(&mut core);
     adjust(&mut modules);
-    let infos = modules.iter().map(|m| m.info.clone()).collect();
-    let mut unwinder = Unwinder::new(core.arch, infos, options);
+    let mut unwinder = unwinder_for(core.arch, &modules, options);
     let (_, regs) = core.threads.first().expect("a thread");
     let unwound = unwinder.unwind(regs, &core.memory);
-    let names = unwound
-        .frames
-        .iter()
-        .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_else(|| format!("{:#x}", f.pc)))
-        .collect();
+    let names = frame_names(&modules, &unwound, |f| format!("{:#x}", f.pc));
     Walk {
         unwound,
         names,
         modules,
+    }
+}
+
+/// Crashes `exe` and walks the crashing thread with its own modules as they are on disk; the
+/// walk and its description for assertion messages.
+fn crash_and_walk(exe: &std::path::Path, options: UnwindOptions) -> (Walk, String) {
+    let walk = walk_core(&crash(exe), options, |_| {});
+    let report = describe(&walk);
+    (walk, report)
+}
+
+/// Neither frame pointers nor stack scanning: only unwind tables can move the walk.
+fn cfi_only() -> UnwindOptions {
+    UnwindOptions {
+        allow_frame_pointer: false,
+        allow_scan: false,
+        ..UnwindOptions::default()
     }
 }
 
@@ -66,6 +79,41 @@ fn describe(walk: &Walk) -> String {
     text
 }
 
+/// THREE_LEVELS's own functions, innermost first, down to main.
+#[track_caller]
+fn assert_three_levels_to_main(walk: &Walk, report: &str) {
+    assert_eq!(
+        walk.names[..4],
+        ["crash_here", "middle", "outer", "main"],
+        "{report}"
+    );
+}
+
+/// Compiles THREE_LEVELS into `dir/built_name`, then copies it to `dir/stripped_name` without
+/// .eh_frame and .eh_frame_hdr, so that only other methods can leave its functions.
+fn compile_three_levels_without_cfi(
+    dir: &std::path::Path,
+    built_name: &str,
+    stripped_name: &str,
+    flags: &[&str],
+) -> std::path::PathBuf {
+    let built = compile(dir, built_name, THREE_LEVELS, flags);
+    let exe = dir.join(stripped_name);
+    let status = Command::new("objcopy")
+        .args([
+            "--remove-section",
+            ".eh_frame",
+            "--remove-section",
+            ".eh_frame_hdr",
+        ])
+        .arg(&built)
+        .arg(&exe)
+        .status()
+        .expect("objcopy runs");
+    assert!(status.success());
+    exe
+}
+
 fn is_exe(walk: &Walk, index: usize, exe: &std::path::Path) -> bool {
     let pc = walk.unwound.frames[index].lookup_pc;
     walk.modules
@@ -77,20 +125,10 @@ fn is_exe(walk: &Walk, index: usize, exe: &std::path::Path) -> bool {
 fn cfi_from_eh_frame_walks_to_start() {
     let dir = scratch_dir("cfi");
     let exe = compile(&dir, "three", THREE_LEVELS, &["-O2"]);
-    let core = crash(&exe);
-    let walk = walk_core(&core, UnwindOptions::default(), |_| {});
-    let report = describe(&walk);
-    assert_eq!(
-        walk.names[..4],
-        ["crash_here", "middle", "outer", "main"],
-        "{report}"
-    );
+    let (walk, report) = crash_and_walk(&exe, UnwindOptions::default());
+    assert_three_levels_to_main(&walk, &report);
     assert_eq!(walk.unwound.stop_reason, StopReason::EndOfStack, "{report}");
-    assert_eq!(
-        walk.names.last().map(String::as_str),
-        Some("_start"),
-        "{report}"
-    );
+    assert_ends_at_start(&walk.names, &report);
     assert!(
         walk.unwound.frames.len() >= 6,
         "main's callers in libc are missing\n{report}"
@@ -127,46 +165,26 @@ fn cfi_from_debug_frame_only() {
     let core = crash(&exe);
 
     // .eh_frame alone (crt's FDEs only) cannot leave crash_here.
-    let without = walk_core(
-        &core,
-        UnwindOptions {
-            allow_frame_pointer: false,
-            allow_scan: false,
-            ..UnwindOptions::default()
-        },
-        |modules| {
-            for module in modules.iter_mut() {
-                module.info.debug_frame = None;
-            }
-        },
-    );
+    let without = walk_core(&core, cfi_only(), |modules| {
+        for module in modules.iter_mut() {
+            module.info.debug_frame = None;
+        }
+    });
     assert_eq!(without.unwound.frames.len(), 1, "{}", describe(&without));
 
     let exe_name = exe.display().to_string();
-    let walk = walk_core(
-        &core,
-        UnwindOptions {
-            allow_frame_pointer: false,
-            allow_scan: false,
-            ..UnwindOptions::default()
-        },
-        |modules| {
-            let exe_module = modules
-                .iter()
-                .find(|m| m.info.name == exe_name)
-                .expect("the exe is mapped");
-            assert!(
-                exe_module.info.debug_frame.is_some(),
-                "gcc -g without unwind tables should emit .debug_frame"
-            );
-        },
-    );
+    let walk = walk_core(&core, cfi_only(), |modules| {
+        let exe_module = modules
+            .iter()
+            .find(|m| m.info.name == exe_name)
+            .expect("the exe is mapped");
+        assert!(
+            exe_module.info.debug_frame.is_some(),
+            "gcc -g without unwind tables should emit .debug_frame"
+        );
+    });
     let report = describe(&walk);
-    assert_eq!(
-        walk.names[..4],
-        ["crash_here", "middle", "outer", "main"],
-        "{report}"
-    );
+    assert_three_levels_to_main(&walk, &report);
     for frame in &walk.unwound.frames[1..4] {
         assert_eq!(frame.trust, Trust::Cfi, "{report}");
     }
@@ -177,35 +195,19 @@ fn cfi_from_debug_frame_only() {
 #[test]
 fn frame_pointers_when_the_exe_has_no_cfi() {
     let dir = scratch_dir("frame-pointer");
-    let built = compile(
+    let exe = compile_three_levels_without_cfi(
         &dir,
         "three-fp",
-        THREE_LEVELS,
+        "three-nocfi",
         &["-O2", "-fno-omit-frame-pointer"],
     );
-    let exe = dir.join("three-nocfi");
-    let status = Command::new("objcopy")
-        .args([
-            "--remove-section",
-            ".eh_frame",
-            "--remove-section",
-            ".eh_frame_hdr",
-        ])
-        .arg(&built)
-        .arg(&exe)
-        .status()
-        .expect("objcopy runs");
-    assert!(status.success());
-    let core = crash(&exe);
-    let walk = walk_core(
-        &core,
+    let (walk, report) = crash_and_walk(
+        &exe,
         UnwindOptions {
             allow_scan: false,
             ..UnwindOptions::default()
         },
-        |_| {},
     );
-    let report = describe(&walk);
     let exe_module = walk
         .modules
         .iter()
@@ -215,11 +217,7 @@ fn frame_pointers_when_the_exe_has_no_cfi() {
         exe_module.info.eh_frame.is_none() && exe_module.info.debug_frame.is_none(),
         "CFI was not stripped"
     );
-    assert_eq!(
-        walk.names[..4],
-        ["crash_here", "middle", "outer", "main"],
-        "{report}"
-    );
+    assert_three_levels_to_main(&walk, &report);
     // gcc gives the leaf no frame even with -fno-omit-frame-pointer: its caller comes from [sp].
     assert_eq!(walk.unwound.frames[1].trust, Trust::Scan, "{report}");
     for frame in &walk.unwound.frames[2..4] {
@@ -238,11 +236,7 @@ fn frame_pointers_when_the_exe_has_no_cfi() {
             .any(|f| f.trust == Trust::Cfi),
         "{report}"
     );
-    assert_eq!(
-        walk.names.last().map(String::as_str),
-        Some("_start"),
-        "{report}"
-    );
+    assert_ends_at_start(&walk.names, &report);
     assert_eq!(walk.unwound.stop_reason, StopReason::EndOfStack, "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -250,40 +244,20 @@ fn frame_pointers_when_the_exe_has_no_cfi() {
 #[test]
 fn stack_scan_without_cfi_or_frame_pointers() {
     let dir = scratch_dir("scan");
-    let built = compile(
+    let exe = compile_three_levels_without_cfi(
         &dir,
         "three-omit",
-        THREE_LEVELS,
+        "three-scan",
         &["-O2", "-fomit-frame-pointer"],
     );
-    let exe = dir.join("three-scan");
-    let status = Command::new("objcopy")
-        .args([
-            "--remove-section",
-            ".eh_frame",
-            "--remove-section",
-            ".eh_frame_hdr",
-        ])
-        .arg(&built)
-        .arg(&exe)
-        .status()
-        .expect("objcopy runs");
-    assert!(status.success());
-    let core = crash(&exe);
-    let walk = walk_core(
-        &core,
+    let (walk, report) = crash_and_walk(
+        &exe,
         UnwindOptions {
             allow_frame_pointer: false,
             ..UnwindOptions::default()
         },
-        |_| {},
     );
-    let report = describe(&walk);
-    assert_eq!(
-        walk.names[..4],
-        ["crash_here", "middle", "outer", "main"],
-        "{report}"
-    );
+    assert_three_levels_to_main(&walk, &report);
     for frame in &walk.unwound.frames[1..4] {
         assert_eq!(frame.trust, Trust::Scan, "{report}");
     }
@@ -318,9 +292,7 @@ int main(void) {
 fn signal_handler_mid_stack() {
     let dir = scratch_dir("signal");
     let exe = compile(&dir, "signal", SIGNAL, &["-O2"]);
-    let core = crash(&exe);
-    let walk = walk_core(&core, UnwindOptions::default(), |_| {});
-    let report = describe(&walk);
+    let (walk, report) = crash_and_walk(&exe, UnwindOptions::default());
     let frames = &walk.unwound.frames;
     assert_eq!(walk.names[..2], ["crash_in_handler", "on_segv"], "{report}");
     assert_eq!(frames[2].kind, FrameKind::Signal, "{report}");
@@ -344,11 +316,7 @@ fn signal_handler_mid_stack() {
     );
     assert_eq!(frames[4].trust, Trust::Cfi, "{report}");
     assert_eq!(walk.unwound.stop_reason, StopReason::EndOfStack, "{report}");
-    assert_eq!(
-        walk.names.last().map(String::as_str),
-        Some("_start"),
-        "{report}"
-    );
+    assert_ends_at_start(&walk.names, &report);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -371,11 +339,7 @@ fn ten_thousand_frames() {
     let core_path = crash(&exe);
     let mut core = load_core(&core_path);
     let modules = modules_from_core(&mut core);
-    let mut unwinder = Unwinder::new(
-        core.arch,
-        modules.iter().map(|m| m.info.clone()).collect(),
-        UnwindOptions::default(),
-    );
+    let mut unwinder = unwinder_for(core.arch, &modules, UnwindOptions::default());
     let regs = &core.threads[0].1;
 
     let started = Instant::now();
@@ -385,11 +349,7 @@ fn ten_thousand_frames() {
     let again = unwinder.unwind(regs, &core.memory);
     let cached = started.elapsed();
 
-    let names: Vec<String> = unwound
-        .frames
-        .iter()
-        .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_default())
-        .collect();
+    let names = frame_names(&modules, &unwound, |_| String::new());
     let recursions = names.iter().filter(|n| *n == "recurse").count();
     assert_eq!(recursions, 10_001, "stop: {}", unwound.stop_reason);
     assert!(names[..10_001].iter().all(|n| n == "recurse"));

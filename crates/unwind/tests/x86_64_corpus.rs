@@ -8,20 +8,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{function_name, load_core, modules_from_core_with, Core, LoadedModule};
-use coresnap_unwind::{FrameKind, StopReason, Trust, UnwindOptions, Unwinder};
-
-fn case_dir(case: &str) -> PathBuf {
-    let corpus =
-        std::env::var("CORESNAP_CORPUS_DIR").unwrap_or_else(|_| "/tmp/coresnap-corpus".to_string());
-    let dir = Path::new(&corpus).join("corpus").join(case);
-    assert!(
-        dir.join("core").exists() && dir.join("exe").exists(),
-        "the corpus case {} is missing: build it with /work/shared/corpus/make-corpus.sh (CORPUS_DIR={corpus}) or set CORESNAP_CORPUS_DIR",
-        dir.display()
-    );
-    dir
-}
+use common::{
+    assert_cfi_above_leaf, corpus_case_dir, frame_names, load_core, modules_from_core_with,
+    unwinder_for, Core, LoadedModule,
+};
+use coresnap_unwind::{FrameKind, StopReason, Trust, UnwindOptions};
 
 fn expected(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
@@ -44,7 +35,7 @@ fn open_case(dir: &Path) -> (Core, Vec<LoadedModule>) {
 
 #[test]
 fn many_threads_at_known_depths() {
-    let dir = case_dir("many-threads");
+    let dir = corpus_case_dir("many-threads");
     let expected = expected(&dir);
     let (core, modules) = open_case(&dir);
     let crash_tid = expected["crash_tid"].as_u64().expect("crash_tid") as u32;
@@ -54,11 +45,7 @@ fn many_threads_at_known_depths() {
     assert_eq!(core.threads.len(), 201);
 
     let started = Instant::now();
-    let mut unwinder = Unwinder::new(
-        core.arch,
-        modules.iter().map(|m| m.info.clone()).collect(),
-        UnwindOptions::default(),
-    );
+    let mut unwinder = unwinder_for(core.arch, &modules, UnwindOptions::default());
     let walks: Vec<_> = core
         .threads
         .iter()
@@ -69,16 +56,9 @@ fn many_threads_at_known_depths() {
     eprintln!("201 threads, {frames} frames: {elapsed:?}");
 
     for (tid, unwound) in &walks {
-        let names: Vec<String> = unwound
-            .frames
-            .iter()
-            .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_default())
-            .collect();
+        let names = frame_names(&modules, unwound, |_| String::new());
         let report = format!("thread {tid}: {names:?} stop: {}", unwound.stop_reason);
-        assert!(
-            unwound.frames[1..].iter().all(|f| f.trust == Trust::Cfi),
-            "{report}"
-        );
+        assert_cfi_above_leaf(unwound, &report);
         assert_eq!(unwound.stop_reason, StopReason::EndOfStack, "{report}");
         if *tid == crash_tid {
             assert_eq!(names[..2], ["crash_now", "main"], "{report}");
@@ -105,22 +85,14 @@ fn many_threads_at_known_depths() {
 
 #[test]
 fn deep_recursion_of_ten_thousand_frames() {
-    let dir = case_dir("deep-recursion");
+    let dir = corpus_case_dir("deep-recursion");
     let (core, modules) = open_case(&dir);
-    let mut unwinder = Unwinder::new(
-        core.arch,
-        modules.iter().map(|m| m.info.clone()).collect(),
-        UnwindOptions::default(),
-    );
+    let mut unwinder = unwinder_for(core.arch, &modules, UnwindOptions::default());
     let started = Instant::now();
     let unwound = unwinder.unwind(&core.threads[0].1, &core.memory);
     let elapsed = started.elapsed();
     eprintln!("{} frames: {elapsed:?}", unwound.frames.len());
-    let names: Vec<String> = unwound
-        .frames
-        .iter()
-        .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_default())
-        .collect();
+    let names = frame_names(&modules, &unwound, |_| String::new());
     assert_eq!(names[0], "crash_leaf");
     assert!(
         names[1..10_001].iter().all(|n| n == "recurse"),
@@ -137,23 +109,15 @@ fn deep_recursion_of_ten_thousand_frames() {
 
 #[test]
 fn big_python_with_a_signal_frame() {
-    let dir = case_dir("big-python");
+    let dir = corpus_case_dir("big-python");
     let expected = expected(&dir);
     let (core, modules) = open_case(&dir);
     assert!(modules.len() >= 20, "only {} modules mapped", modules.len());
     let crash_tid = expected["crash_tid"].as_u64().expect("crash_tid") as u32;
-    let mut unwinder = Unwinder::new(
-        core.arch,
-        modules.iter().map(|m| m.info.clone()).collect(),
-        UnwindOptions::default(),
-    );
+    let mut unwinder = unwinder_for(core.arch, &modules, UnwindOptions::default());
     for (tid, regs) in &core.threads {
         let unwound = unwinder.unwind(regs, &core.memory);
-        let names: Vec<String> = unwound
-            .frames
-            .iter()
-            .map(|f| function_name(&modules, f.lookup_pc).unwrap_or_else(|| "?".into()))
-            .collect();
+        let names = frame_names(&modules, &unwound, |_| "?".into());
         let report = format!(
             "thread {tid}: {:?} stop: {}",
             names

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use coresnap_unwind::{Arch, Memory, ModuleUnwindInfo, Regs, SectionBytes, UnwindSection};
+use coresnap_unwind::{
+    Arch, Frame, Memory, ModuleUnwindInfo, Regs, SectionBytes, Trust, UnwindOptions, UnwindSection,
+    Unwinder, Unwound,
+};
 use object::elf;
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
@@ -331,6 +334,74 @@ pub fn function_name(modules: &[LoadedModule], avma: u64) -> Option<String> {
         }
     }
     None
+}
+
+/// `$CORESNAP_CORPUS_DIR`, or /tmp/coresnap-corpus where the corpus scripts put it.
+pub fn corpus_root() -> String {
+    std::env::var("CORESNAP_CORPUS_DIR").unwrap_or_else(|_| "/tmp/coresnap-corpus".to_string())
+}
+
+/// One case of the corpus make-corpus.sh builds (its core and executable); a missing case
+/// fails the test with how to build it.
+pub fn corpus_case_dir(case: &str) -> PathBuf {
+    let corpus = corpus_root();
+    let dir = Path::new(&corpus).join("corpus").join(case);
+    assert!(
+        dir.join("core").exists() && dir.join("exe").exists(),
+        "the corpus case {} is missing: build it with /work/shared/corpus/make-corpus.sh (CORPUS_DIR={corpus}) or set CORESNAP_CORPUS_DIR",
+        dir.display()
+    );
+    dir
+}
+
+/// A walker over every module's unwind sections.
+pub fn unwinder_for(arch: Arch, modules: &[LoadedModule], options: UnwindOptions) -> Unwinder {
+    Unwinder::new(
+        arch,
+        modules.iter().map(|m| m.info.clone()).collect(),
+        options,
+    )
+}
+
+/// The function of each frame, or what `unnamed` says for a frame no symbol covers.
+pub fn frame_names(
+    modules: &[LoadedModule],
+    unwound: &Unwound,
+    unnamed: impl Fn(&Frame) -> String,
+) -> Vec<String> {
+    unwound
+        .frames
+        .iter()
+        .map(|f| function_name(modules, f.lookup_pc).unwrap_or_else(|| unnamed(f)))
+        .collect()
+}
+
+/// `[names] trust [trusts] stop: reason`, for assertion messages.
+pub fn names_and_trust(names: &[String], unwound: &Unwound) -> String {
+    format!(
+        "{names:?} trust {:?} stop: {}",
+        unwound
+            .frames
+            .iter()
+            .map(|f| f.trust.as_str())
+            .collect::<Vec<_>>(),
+        unwound.stop_reason
+    )
+}
+
+/// Every frame above the leaf (whose registers come from the core) was recovered with CFI.
+#[track_caller]
+pub fn assert_cfi_above_leaf(unwound: &Unwound, report: &str) {
+    assert!(
+        unwound.frames[1..].iter().all(|f| f.trust == Trust::Cfi),
+        "{report}"
+    );
+}
+
+/// The outermost frame is `_start`: the walk reached the bottom of the stack.
+#[track_caller]
+pub fn assert_ends_at_start(names: &[String], report: &str) {
+    assert_eq!(names.last().map(String::as_str), Some("_start"), "{report}");
 }
 
 /// A fresh scratch directory for one test.
