@@ -1,8 +1,9 @@
 // Configuration, as the vendor guide walks through it: projects (create), a project's tokens
 // (create, copy with the clipboard icon, revoke), users (create), a project's attributes
 // (declare name, type, format). Workflow integrations have their own module (integrations.ts),
-// which shares this one's shell, form and clipboard button.
+// which shares this one's shell and clipboard button; both build their forms with actions.ts.
 
+import { actionForm } from '../actions.js';
 import { apiJson, session } from '../api.js';
 import { h, link, type Child } from '../dom.js';
 import { formatTime } from '../format.js';
@@ -54,34 +55,6 @@ export function needSuperuser(ctx: PageContext): boolean {
   if (session()?.user.superuser) return true;
   ctx.main.append(h('div', { class: 'error', role: 'alert' }, 'Configuration needs a superuser; ask an administrator of this universe.'));
   return false;
-}
-
-/** A form whose submit runs `action` and shows its error beside the button. */
-export function actionForm(cls: string, fields: Child[], submitLabel: string, action: () => Promise<void>): HTMLFormElement {
-  const message = h('span', { class: 'error inline', role: 'alert', hidden: true });
-  const button = h('button', { type: 'submit' }, submitLabel);
-  return h(
-    'form',
-    {
-      class: `inline-form ${cls}`,
-      onsubmit: async (ev: Event) => {
-        ev.preventDefault();
-        message.hidden = true;
-        button.disabled = true;
-        try {
-          await action();
-        } catch (err) {
-          message.textContent = (err as Error).message;
-          message.hidden = false;
-        } finally {
-          button.disabled = false;
-        }
-      },
-    },
-    fields,
-    button,
-    message,
-  );
 }
 
 /** Copies text to the clipboard; over plain http to another host (no Clipboard API) by selection. */

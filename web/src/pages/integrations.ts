@@ -3,13 +3,14 @@
 // a test; remove); one integration's delivery log, newest first, paged with `before`, refreshed
 // in place while something is pending; one delivery's body and attempt log, and its retry.
 
+import { actionButton, actionForm } from '../actions.js';
 import { apiJson } from '../api.js';
 import { h, link, replace, type Child } from '../dom.js';
 import { formatAgo, formatTime, shortFingerprint } from '../format.js';
 import type { PageContext } from '../main.js';
 import { projectHeader } from '../project.js';
 import { href } from '../route.js';
-import { actionForm, adminShell, clipboardButton, needSuperuser, type Project } from './admin.js';
+import { adminShell, clipboardButton, needSuperuser, type Project } from './admin.js';
 
 interface Integration {
   id: number;
@@ -207,25 +208,6 @@ async function removeIntegration(project: string, i: Integration): Promise<boole
   if (!confirm(`Remove integration ${i.id} (${i.type} ${i.url})? Its queue and its delivery log go with it.`)) return false;
   await apiJson('DELETE', `${base(project)}/${i.id}`);
   return true;
-}
-
-/** A button that runs `action` and shows its error beside itself. */
-function actionButton(label: string, cls: string, action: () => Promise<void>): HTMLElement {
-  const message = h('span', { class: 'error inline', role: 'alert', hidden: true });
-  const button = h('button', { type: 'button', class: cls }, label);
-  button.addEventListener('click', async () => {
-    message.hidden = true;
-    button.disabled = true;
-    try {
-      await action();
-    } catch (err) {
-      message.textContent = (err as Error).message;
-      message.hidden = false;
-    } finally {
-      button.disabled = false;
-    }
-  });
-  return h('span', { class: 'action' }, button, message);
 }
 
 /** `#/admin/p/<project>/integrations`: the project's integrations, and the form to add one. */
