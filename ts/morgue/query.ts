@@ -195,9 +195,12 @@ function addFolds(query: Query, folds: QueryFlags['folds']): void {
   }
 }
 
-/** The query of `morgue list`. */
-export function buildListQuery(flags: QueryFlags, nowMs: number = Date.now()): BuiltQuery {
-  // Keys are assigned in morgue's order so the JSON reads the same.
+/**
+ * A query with the keys every command's query starts with (limit, offset, filter, order), and
+ * the filter's one conjunction, which the caller goes on filling. Keys are assigned in morgue's
+ * order so the JSON reads the same.
+ */
+function startQuery(flags: QueryFlags): { query: Query; conjunction: Record<string, FilterTerm[]> } {
   const query = {} as Query;
   const limit = parseCount('limit', flags.limit);
   const offset = parseCount('offset', flags.offset);
@@ -207,6 +210,21 @@ export function buildListQuery(flags: QueryFlags, nowMs: number = Date.now()): B
   const conjunction = filterFromFlags(flags);
   query.filter = [conjunction];
   if (flags.sort && flags.sort.length > 0) query.order = flags.sort.map(parseSortTerm);
+  return { query, conjunction };
+}
+
+/** The timestamp conditions of `--time`. */
+function timeRangeTerms(spec: string, nowMs: number): FilterTerm[] {
+  const { start, stop } = parseTimeRange(spec, nowMs);
+  return [
+    ['at-least', start],
+    ['less-than', stop],
+  ];
+}
+
+/** The query of `morgue list`. */
+export function buildListQuery(flags: QueryFlags, nowMs: number = Date.now()): BuiltQuery {
+  const { query, conjunction } = startQuery(flags);
 
   const explicitTimestamp = (conjunction.timestamp?.length ?? 0) > 0;
   conjunction.timestamp ??= [];
@@ -217,11 +235,7 @@ export function buildListQuery(flags: QueryFlags, nowMs: number = Date.now()): B
   if (flags.time !== undefined) {
     if (explicitTimestamp) throw new UsageError('--time cannot be mixed with a timestamp --filter');
     if (flags.age !== undefined) throw new UsageError('--time and --age cannot be used together');
-    const { start, stop } = parseTimeRange(flags.time, nowMs);
-    conjunction.timestamp = [
-      ['at-least', start],
-      ['less-than', stop],
-    ];
+    conjunction.timestamp = timeRangeTerms(flags.time, nowMs);
     timeLabel = `with a time range of ${flags.time}`;
   }
   if (flags.factor) query.group = [flags.factor];
@@ -307,23 +321,11 @@ export function buildSetQuery(flags: QueryFlags, assignments: Record<string, str
 
 /** A filter (and select) query without morgue's implicit 1-month window. */
 function scopedQuery(flags: QueryFlags, nowMs: number): Query {
-  // Keys are assigned in morgue's order so the JSON reads the same.
-  const query = {} as Query;
-  const limit = parseCount('limit', flags.limit);
-  const offset = parseCount('offset', flags.offset);
-  if (limit) query.limit = limit;
-  if (offset) query.offset = offset;
-  const conjunction = filterFromFlags(flags);
-  query.filter = [conjunction];
-  if (flags.sort && flags.sort.length > 0) query.order = flags.sort.map(parseSortTerm);
+  const { query, conjunction } = startQuery(flags);
   const explicitTimestamp = (conjunction.timestamp?.length ?? 0) > 0;
   if (flags.time !== undefined) {
     if (explicitTimestamp) throw new UsageError('--time cannot be mixed with a timestamp --filter');
-    const { start, stop } = parseTimeRange(flags.time, nowMs);
-    conjunction.timestamp = [
-      ['at-least', start],
-      ['less-than', stop],
-    ];
+    conjunction.timestamp = timeRangeTerms(flags.time, nowMs);
   }
   query.virtual_columns = [];
   if (flags.select && flags.select.length > 0) query.select = [...flags.select];
