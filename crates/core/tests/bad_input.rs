@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::case_dir;
+use common::{assert_some_warning, case_dir, qemu_user_options};
 use coresnap_core::{Arch, CoreError, CoreOptions, ProcessImage};
 use object::read::elf::{FileHeader, ProgramHeader};
 
@@ -180,10 +180,7 @@ fn truncation_at_every_header_and_note_offset() {
             ("deep-recursion", CoreOptions::default()),
             (
                 "aarch64-segv",
-                CoreOptions {
-                    sysroot: Some(PathBuf::from("/usr/aarch64-linux-gnu")),
-                    executable: Some(case_dir("aarch64-segv").join("exe")),
-                },
+                qemu_user_options(Some(case_dir("aarch64-segv").join("exe"))),
             ),
         ] {
             let core = std::fs::read(case_dir(case).join("core")).unwrap();
@@ -215,11 +212,7 @@ fn truncated_core_files_read_what_is_left() {
     let image = ProcessImage::open_core(&truncated_path, &CoreOptions::default()).unwrap();
     assert_eq!(image.threads.len(), full.threads.len());
     assert_eq!(image.mappings, full.mappings);
-    assert!(
-        image.warnings.iter().any(|w| w.contains("truncated")),
-        "{:?}",
-        image.warnings
-    );
+    assert_some_warning(&image, |w| w.contains("truncated"));
     // The main thread's stack is near the end of the address space, so in the lost half.
     assert!(full.read_u64(sp).is_some());
     assert_eq!(image.read_u64(sp), None);
@@ -256,10 +249,7 @@ fn bit_flips_never_panic() {
             ("c-abort", CoreOptions::default()),
             (
                 "aarch64-segv",
-                CoreOptions {
-                    sysroot: Some(PathBuf::from("/usr/aarch64-linux-gnu")),
-                    executable: Some(case_dir("aarch64-segv").join("exe")),
-                },
+                qemu_user_options(Some(case_dir("aarch64-segv").join("exe"))),
             ),
         ] {
             let core = std::fs::read(case_dir(case).join("core")).unwrap();

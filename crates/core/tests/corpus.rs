@@ -5,7 +5,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::{case_dir, corpus_root, file_bytes, parse_hex, read_json};
+use common::{
+    assert_some_warning, case_dir, corpus_root, file_bytes, parse_hex, qemu_user_options, read_json,
+};
 use coresnap_core::{Arch, CoreOptions, ProcessImage};
 use object::Object;
 
@@ -30,6 +32,24 @@ fn bytes_from_mapped_file(image: &ProcessImage, avma: u64, len: usize) -> Vec<u8
     file_bytes(&path, mapping.file_offset + (avma - mapping.start), len)
 }
 
+/// The process's code at `pc` is readable and is what the file behind its mapping holds.
+#[track_caller]
+fn assert_code_from_mapped_file(image: &ProcessImage, pc: u64, len: usize, case: &str) {
+    let mut code = vec![0u8; len];
+    assert!(image.read_memory(pc, &mut code), "{case}: code at {pc:#x}");
+    assert_eq!(code, bytes_from_mapped_file(image, pc, len), "{case}");
+}
+
+/// Opens a corpus core that must read cleanly: the expected architecture and no warnings.
+#[track_caller]
+fn open_clean_core(dir: &Path, case: &str, options: &CoreOptions, arch: Arch) -> ProcessImage {
+    let image = ProcessImage::open_core(&dir.join("core"), options)
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    assert_eq!(image.arch, arch, "{case}");
+    assert!(image.warnings.is_empty(), "{case}: {:?}", image.warnings);
+    image
+}
+
 fn build_id_from_file_description(description: &str) -> Vec<u8> {
     let hex = description
         .split("BuildID[sha1]=")
@@ -48,10 +68,7 @@ fn check_x86_64_case(case: &str) {
     let dir = case_dir(case);
     let expected = read_json(&dir.join("expected.json"));
     let meta = read_json(&dir.join("meta"));
-    let image = ProcessImage::open_core(&dir.join("core"), &CoreOptions::default())
-        .unwrap_or_else(|e| panic!("{case}: {e}"));
-    assert_eq!(image.arch, Arch::X86_64, "{case}");
-    assert!(image.warnings.is_empty(), "{case}: {:?}", image.warnings);
+    let image = open_clean_core(&dir, case, &CoreOptions::default(), Arch::X86_64);
 
     // Threads: count, the crashing one first, every tid.
     assert_eq!(
@@ -165,13 +182,7 @@ fn check_x86_64_case(case: &str) {
             code_mapping.executable,
             "{case}: pc {pc:#x} in {code_mapping:?}"
         );
-        let mut code = [0u8; 16];
-        assert!(image.read_memory(pc, &mut code), "{case}: code at {pc:#x}");
-        assert_eq!(
-            code.to_vec(),
-            bytes_from_mapped_file(&image, pc, 16),
-            "{case}"
-        );
+        assert_code_from_mapped_file(&image, pc, 16, case);
     }
     let crash_pc = image.threads[crashed].pc(Arch::X86_64).unwrap();
     let crash_mapping = image.mapping_at(crash_pc).unwrap();
@@ -260,10 +271,7 @@ fn check_qemu_case(case: &str, with_executable: bool) {
     let meta = read_json(&dir.join("meta"));
     let options = qemu_options(&dir, with_executable);
     let sysroot = options.sysroot.clone().unwrap();
-    let image = ProcessImage::open_core(&dir.join("core"), &options)
-        .unwrap_or_else(|e| panic!("{case}: {e}"));
-    assert_eq!(image.arch, Arch::Aarch64);
-    assert!(image.warnings.is_empty(), "{case}: {:?}", image.warnings);
+    let image = open_clean_core(&dir, case, &options, Arch::Aarch64);
     assert_eq!(
         image.threads.len() as u64,
         expected["threads"].as_u64().unwrap()
@@ -308,11 +316,7 @@ fn check_qemu_case(case: &str, with_executable: bool) {
     // The crash is in the executable (segv) or libc (abort); its code is only on disk.
     let thread = &image.threads[crashed];
     let pc = thread.pc(Arch::Aarch64).unwrap();
-    let mut instruction = [0u8; 4];
-    assert!(
-        image.read_memory(pc, &mut instruction),
-        "{case}: code at {pc:#x}"
-    );
+    assert_code_from_mapped_file(&image, pc, 4, case);
     let mapping = image.mapping_at(pc).unwrap();
     assert!(mapping.executable);
     let expected_module = if case == "aarch64-segv" {
@@ -321,14 +325,11 @@ fn check_qemu_case(case: &str, with_executable: bool) {
         *libc
     };
     assert_eq!(mapping.path.as_deref(), Some(expected_module), "{case}");
-    assert_eq!(instruction.to_vec(), bytes_from_mapped_file(&image, pc, 4));
     // The other threads wait in libc.
     for other in image.threads.iter().filter(|t| t.tid != thread.tid) {
         let pc = other.pc(Arch::Aarch64).unwrap();
         assert_eq!(image.mapping_at(pc).unwrap().path.as_deref(), Some(*libc));
-        let mut code = [0u8; 8];
-        assert!(image.read_memory(pc, &mut code));
-        assert_eq!(code.to_vec(), bytes_from_mapped_file(&image, pc, 8));
+        assert_code_from_mapped_file(&image, pc, 8, case);
         assert!(image.read_u64(other.sp(Arch::Aarch64).unwrap()).is_some());
     }
     assert!(image.read_u64(thread.sp(Arch::Aarch64).unwrap()).is_some());
@@ -356,14 +357,9 @@ fn qemu_user_core_without_sysroot_says_what_is_missing() {
     };
     let image = ProcessImage::open_core(&dir.join("core"), &options).unwrap();
     // This machine's /lib/libc.so.6 is not an aarch64 library: refused, with a reason.
-    assert!(
-        image
-            .warnings
-            .iter()
-            .any(|w| w.contains("libc.so.6") || w.contains("architecture")),
-        "{:?}",
-        image.warnings
-    );
+    assert_some_warning(&image, |w| {
+        w.contains("libc.so.6") || w.contains("architecture")
+    });
     assert!(image
         .mappings
         .iter()
@@ -380,35 +376,20 @@ fn mismatched_executable_is_reported() {
         executable: Some(other.clone()),
     };
     let image = ProcessImage::open_core(&dir.join("core"), &options).unwrap();
-    assert!(
-        image
-            .warnings
-            .iter()
-            .any(|w| w.contains("does not match") && w.contains("build-id")),
-        "{:?}",
-        image.warnings
-    );
+    assert_some_warning(&image, |w| {
+        w.contains("does not match") && w.contains("build-id")
+    });
     // The caller's file still replaces the executable's path.
     let exe = image.process.executable_path.clone().unwrap();
     assert_eq!(image.resolve_path(&exe), other);
 
     let qemu_dir = case_dir("aarch64-segv");
-    let options = CoreOptions {
-        sysroot: Some(PathBuf::from("/usr/aarch64-linux-gnu")),
-        executable: Some(case_dir("aarch64-abort").join("exe")),
-    };
+    let options = qemu_user_options(Some(case_dir("aarch64-abort").join("exe")));
     let image = ProcessImage::open_core(&qemu_dir.join("core"), &options).unwrap();
     let _ = image.mappings.len();
-    let wrong_arch = CoreOptions {
-        sysroot: Some(PathBuf::from("/usr/aarch64-linux-gnu")),
-        executable: Some(dir.join("exe")),
-    };
+    let wrong_arch = qemu_user_options(Some(dir.join("exe")));
     let image = ProcessImage::open_core(&qemu_dir.join("core"), &wrong_arch).unwrap();
-    assert!(
-        image.warnings.iter().any(|w| w.contains("architecture")),
-        "{:?}",
-        image.warnings
-    );
+    assert_some_warning(&image, |w| w.contains("architecture"));
 }
 
 fn arm64_corpus() -> PathBuf {
@@ -439,10 +420,7 @@ fn arm64_kernel_cores() {
             sysroot: Some(sysroot.clone()),
             executable: None,
         };
-        let image = ProcessImage::open_core(&dir.join("core"), &options)
-            .unwrap_or_else(|e| panic!("{case}: {e}"));
-        assert_eq!(image.arch, Arch::Aarch64);
-        assert!(image.warnings.is_empty(), "{case}: {:?}", image.warnings);
+        let image = open_clean_core(&dir, &case, &options, Arch::Aarch64);
         assert_eq!(
             image.threads.len() as u64,
             expected["thread_count"].as_u64().unwrap(),
@@ -488,13 +466,7 @@ fn arm64_kernel_cores() {
 
         for thread in &image.threads {
             let pc = thread.pc(Arch::Aarch64).unwrap();
-            let mut code = [0u8; 8];
-            assert!(image.read_memory(pc, &mut code), "{case}: code at {pc:#x}");
-            assert_eq!(
-                code.to_vec(),
-                bytes_from_mapped_file(&image, pc, 8),
-                "{case}"
-            );
+            assert_code_from_mapped_file(&image, pc, 8, &case);
             assert!(
                 image.read_u64(thread.sp(Arch::Aarch64).unwrap()).is_some(),
                 "{case}"

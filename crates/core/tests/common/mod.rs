@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use coresnap_core::{CoreOptions, ProcessImage};
 use serde_json::Value;
 
 /// `$CORESNAP_CORPUS_DIR` (default /tmp/coresnap-corpus); a missing corpus fails the test.
@@ -46,4 +47,23 @@ pub fn file_bytes(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     let data =
         std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     data[offset as usize..offset as usize + len].to_vec()
+}
+
+/// How this machine reads the corpus's qemu-user aarch64 cores: their libraries come from the
+/// cross toolchain's sysroot.
+pub fn qemu_user_options(executable: Option<PathBuf>) -> CoreOptions {
+    CoreOptions {
+        sysroot: Some(PathBuf::from("/usr/aarch64-linux-gnu")),
+        executable,
+    }
+}
+
+/// One of the image's warnings says what `says` looks for.
+#[track_caller]
+pub fn assert_some_warning(image: &ProcessImage, says: impl Fn(&str) -> bool) {
+    assert!(
+        image.warnings.iter().any(|w| says(w)),
+        "{:?}",
+        image.warnings
+    );
 }
