@@ -27,6 +27,15 @@ function ageOf(layout: ArchiveLayout, uuid: string, file: string, now: number): 
   }
 }
 
+/** The names in one of the archive's folders; none when it cannot be read (or is not there yet). */
+function entriesOf(layout: ArchiveLayout, dir: string): string[] {
+  try {
+    return fs.readdirSync(layout.dir(dir));
+  } catch {
+    return [];
+  }
+}
+
 export async function purge(layout: ArchiveLayout, ageSeconds: number, busy: ReadonlySet<string>, log: Log, now = Date.now() / 1000): Promise<PurgeResult> {
   const removed: string[] = [];
   const seen = new Set<string>();
@@ -44,13 +53,7 @@ export async function purge(layout: ArchiveLayout, ageSeconds: number, busy: Rea
   // Files whose item has left every state (compressed cores, metadata, assets of purged or
   // hand-removed items) once they are past the age too.
   for (const dir of ['cores', 'meta', 'assets']) {
-    let names: string[] = [];
-    try {
-      names = fs.readdirSync(layout.dir(dir));
-    } catch {
-      continue;
-    }
-    for (const name of names) {
+    for (const name of entriesOf(layout, dir)) {
       const uuid = name.slice(0, 36);
       if (!isUuid(uuid) || seen.has(uuid) || busy.has(uuid)) continue;
       const age = ageOf(layout, uuid, path.join(layout.dir(dir), name), now);
@@ -62,13 +65,7 @@ export async function purge(layout: ArchiveLayout, ageSeconds: number, busy: Rea
     }
   }
   for (const dir of ['tmp', 'sending', 'cores']) {
-    let names: string[] = [];
-    try {
-      names = fs.readdirSync(layout.dir(dir));
-    } catch {
-      continue;
-    }
-    for (const name of names) {
+    for (const name of entriesOf(layout, dir)) {
       if (dir !== 'tmp' && !name.startsWith('.')) continue;
       const file = path.join(layout.dir(dir), name);
       try {
