@@ -41,6 +41,7 @@ import { closeQueryService, queryServiceFor } from '../server/api/service.js';
 import { createCoronerServer } from '../server/server.js';
 import * as ops from '../store/sqlite-ops.js';
 import { openSqliteStore } from '../store/sqlite.js';
+import { rng } from './rng.js';
 
 // ---------------------------------------------------------------------------------------------
 // Load generator (runs on a worker thread so the servers' event loop is not shared with it).
@@ -209,18 +210,6 @@ function loadInWorker(job: LoadJob): Promise<LoadResult> {
 
 // ---------------------------------------------------------------------------------------------
 // Data: real-shaped reports, and the synthetic million.
-
-/** mulberry32: small, fast, seeded. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const UUID_PLACEHOLDER = '00000000-0000-4000-8000-000000000000';
 

@@ -11,6 +11,7 @@
 
 import { createHash, randomUUID } from 'node:crypto';
 import type { NewCrash, Project, Store } from '../store/types.js';
+import { rng } from './rng.js';
 
 export interface FillOptions {
   crashes: number;
@@ -33,18 +34,6 @@ export interface FillResult {
   perHost: number[];
   fingerprints: string[];
   ms: number;
-}
-
-/** mulberry32: small, fast, good enough to spread synthetic data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function syntheticFingerprint(group: number): string {

@@ -1,0 +1,14 @@
+/**
+ * The benchmarks' seeded generator (mulberry32): small, fast and good enough to spread synthetic
+ * data, so two runs with the same seed fill the same rows.
+ */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
