@@ -3,12 +3,13 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{
-    assert_cfi_above_leaf, assert_ends_at_start, corpus_case_dir, frame_names, link_map, load_core,
-    load_module, map_file_segments, names_and_trust, unwinder_for, LoadedModule,
+    assert_cfi_above_leaf, assert_ends_at_start, corpus_case_dir, frame_names, load_core_with,
+    modules_from_core, names_and_trust, unwinder_for,
 };
+use coresnap_core::CoreOptions;
 use coresnap_unwind::{Arch, StopReason, UnwindOptions};
 
 fn expected_crash_tid(dir: &Path) -> u32 {
@@ -28,31 +29,18 @@ fn expected_crash_tid(dir: &Path) -> u32 {
 #[test]
 fn aarch64_segv_from_qemu_user() {
     let dir = corpus_case_dir("aarch64-segv");
-    let sysroot = Path::new("/usr/aarch64-linux-gnu/lib");
-    let mut core = load_core(&dir.join("core"));
+    // Without NT_FILE the modules come from the dynamic linker's list in the core's memory.
+    let options = CoreOptions {
+        sysroot: Some(PathBuf::from("/usr/aarch64-linux-gnu")),
+        executable: Some(dir.join("exe")),
+    };
+    let core = load_core_with(&dir.join("core"), &options);
     assert_eq!(core.arch, Arch::Aarch64);
-
-    // -no-pie: the executable's bias is 0.
-    let exe = load_module(&dir.join("exe"), 0);
-    map_file_segments(&mut core.memory, &exe.bytes, 0);
-    let mut modules: Vec<LoadedModule> = Vec::new();
-    for (l_addr, name) in link_map(&core.memory, &exe) {
-        let Some(file_name) = Path::new(&name).file_name() else {
-            continue;
-        };
-        let path = sysroot.join(file_name);
-        if name.is_empty() || !path.exists() {
-            continue;
-        }
-        let module = load_module(&path, l_addr);
-        map_file_segments(&mut core.memory, &module.bytes, l_addr);
-        modules.push(module);
-    }
+    let modules = modules_from_core(&core);
     assert!(
         modules.iter().any(|m| m.info.name.ends_with("libc.so.6")),
         "libc not found on the link map"
     );
-    modules.insert(0, exe);
 
     let mut unwinder = unwinder_for(Arch::Aarch64, &modules, UnwindOptions::default());
     let crash_tid = expected_crash_tid(&dir);

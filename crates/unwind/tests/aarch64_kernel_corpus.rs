@@ -7,9 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    assert_cfi_above_leaf, assert_ends_at_start, corpus_root, frame_names, load_core,
-    modules_from_core_with, names_and_trust, unwinder_for,
+    assert_cfi_above_leaf, assert_ends_at_start, corpus_root, frame_names, load_core_with,
+    modules_from_core, names_and_trust, unwinder_for,
 };
+use coresnap_core::CoreOptions;
 use coresnap_unwind::{Arch, StopReason, UnwindOptions};
 
 fn arm64_corpus() -> PathBuf {
@@ -56,26 +57,22 @@ fn gdb_pcs(dir: &Path) -> Vec<(u64, Vec<u64>)> {
 fn walk_case(case: &str) {
     let root = arm64_corpus();
     let dir = root.join(case);
-    let sysroot = root.join("sysroot");
     let expected: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"),
     )
     .expect("json");
-    let mut core = load_core(&dir.join("core"));
+    // The corpus's files are under the sysroot, as they were on the arm64 machine.
+    let core_options = CoreOptions {
+        sysroot: Some(root.join("sysroot")),
+        executable: Some(dir.join("exe")),
+    };
+    let core = load_core_with(&dir.join("core"), &core_options);
     assert_eq!(core.arch, Arch::Aarch64);
     assert!(
         core.pac_mask.is_some(),
         "a real arm64 kernel writes NT_ARM_PAC_MASK"
     );
-    let exe = dir.join("exe");
-    let modules = modules_from_core_with(&mut core, |path| {
-        let in_sysroot = sysroot.join(path.trim_start_matches('/'));
-        if in_sysroot.exists() {
-            in_sysroot
-        } else {
-            exe.clone()
-        }
-    });
+    let modules = modules_from_core(&core);
     assert!(
         modules.iter().any(|m| m.info.name.ends_with("libc.so.6")),
         "libc not mapped"

@@ -33,8 +33,8 @@ fn walk_core(
     options: UnwindOptions,
     adjust: impl FnOnce(&mut Vec<LoadedModule>),
 ) -> Walk {
-    let mut core = load_core(core_path);
-    let mut modules = modules_from_core(&mut core);
+    let core = load_core(core_path);
+    let mut modules = modules_from_core(&core);
     adjust(&mut modules);
     let mut unwinder = unwinder_for(core.arch, &modules, options);
     let (_, regs) = core.threads.first().expect("a thread");
@@ -337,8 +337,8 @@ fn ten_thousand_frames() {
     let dir = scratch_dir("recursion");
     let exe = compile(&dir, "recurse", RECURSION, &["-O2"]);
     let core_path = crash(&exe);
-    let mut core = load_core(&core_path);
-    let modules = modules_from_core(&mut core);
+    let core = load_core(&core_path);
+    let modules = modules_from_core(&core);
     let mut unwinder = unwinder_for(core.arch, &modules, UnwindOptions::default());
     let regs = &core.threads[0].1;
 

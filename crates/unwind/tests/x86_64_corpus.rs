@@ -5,13 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use common::{
-    assert_cfi_above_leaf, corpus_case_dir, frame_names, load_core, modules_from_core_with,
+    assert_cfi_above_leaf, corpus_case_dir, frame_names, load_core_with, modules_from_core,
     unwinder_for, Core, LoadedModule,
 };
+use coresnap_core::CoreOptions;
 use coresnap_unwind::{FrameKind, StopReason, Trust, UnwindOptions};
 
 fn expected(dir: &Path) -> serde_json::Value {
@@ -21,15 +22,12 @@ fn expected(dir: &Path) -> serde_json::Value {
 
 /// The core and its modules; the executable has moved into the case folder since it ran.
 fn open_case(dir: &Path) -> (Core, Vec<LoadedModule>) {
-    let mut core = load_core(&dir.join("core"));
-    let exe = dir.join("exe");
-    let modules = modules_from_core_with(&mut core, |path| {
-        if Path::new(path).exists() && !path.ends_with("/exe") {
-            PathBuf::from(path)
-        } else {
-            exe.clone()
-        }
-    });
+    let options = CoreOptions {
+        sysroot: None,
+        executable: Some(dir.join("exe")),
+    };
+    let core = load_core_with(&dir.join("core"), &options);
+    let modules = modules_from_core(&core);
     (core, modules)
 }
 
