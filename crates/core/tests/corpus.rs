@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use common::{
     assert_some_warning, case_dir, corpus_root, file_bytes, parse_hex, qemu_user_options, read_json,
 };
-use coresnap_core::{Arch, CoreOptions, ProcessImage};
+use coresnap_core::{Arch, CoreOptions, ProcessImage, SignalInfo};
 use object::Object;
+use serde_json::Value;
 
 const X86_64_CASES: [&str; 9] = [
     "c-segv-O0",
@@ -48,6 +49,21 @@ fn open_clean_core(dir: &Path, case: &str, options: &CoreOptions, arch: Arch) ->
     assert_eq!(image.arch, arch, "{case}");
     assert!(image.warnings.is_empty(), "{case}: {:?}", image.warnings);
     image
+}
+
+/// The signal's number and code are those of `siginfo`, the corpus's record of it.
+#[track_caller]
+fn assert_signal_number_and_code(signal: &SignalInfo, siginfo: &Value, case: &str) {
+    assert_eq!(
+        signal.number as i64,
+        siginfo["si_signo"].as_i64().unwrap(),
+        "{case}"
+    );
+    assert_eq!(
+        signal.code.map(i64::from),
+        siginfo["si_code"].as_i64(),
+        "{case}"
+    );
 }
 
 fn build_id_from_file_description(description: &str) -> Vec<u8> {
@@ -109,13 +125,8 @@ fn check_x86_64_case(case: &str) {
         expected["signal"].as_u64().unwrap(),
         "{case}"
     );
-    assert_eq!(
-        signal.number as i64,
-        siginfo["si_signo"].as_i64().unwrap(),
-        "{case}"
-    );
+    assert_signal_number_and_code(&signal, siginfo, case);
     let code = siginfo["si_code"].as_i64().unwrap();
-    assert_eq!(signal.code, Some(code as i32), "{case}");
     let union_word = parse_hex(siginfo["si_addr"].as_str().unwrap());
     if code > 0 {
         assert_eq!(signal.address, Some(union_word), "{case}");
@@ -429,16 +440,7 @@ fn arm64_kernel_cores() {
         assert_eq!(image.crashing_thread, Some(0), "{case}");
         let signal = image.signal.clone().unwrap();
         let want = &expected["signal"];
-        assert_eq!(
-            signal.number as i64,
-            want["si_signo"].as_i64().unwrap(),
-            "{case}"
-        );
-        assert_eq!(
-            signal.code.map(i64::from),
-            want["si_code"].as_i64(),
-            "{case}"
-        );
+        assert_signal_number_and_code(&signal, want, &case);
         if let Some(address) = want["si_addr"].as_str() {
             assert_eq!(signal.address, Some(parse_hex(address)), "{case}");
         }
