@@ -3,28 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{
-    assert_cfi_above_leaf, assert_ends_at_start, corpus_case_dir, frame_names, load_core_with,
-    modules_from_core, names_and_trust, unwinder_for,
+    assert_cfi_above_leaf, assert_ends_at_start, corpus_case_dir, expected_json, frame_names,
+    load_core_with, modules_from_core, names_and_trust, unwinder_for,
 };
 use coresnap_core::CoreOptions;
 use coresnap_unwind::{Arch, StopReason, UnwindOptions};
-
-fn expected_crash_tid(dir: &Path) -> u32 {
-    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
-    let at = text
-        .find("\"crash_tid\":")
-        .expect("crash_tid in expected.json")
-        + "\"crash_tid\":".len();
-    text[at..]
-        .trim_start()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("a tid")
-}
 
 #[test]
 fn aarch64_segv_from_qemu_user() {
@@ -43,7 +29,9 @@ fn aarch64_segv_from_qemu_user() {
     );
 
     let mut unwinder = unwinder_for(Arch::Aarch64, &modules, UnwindOptions::default());
-    let crash_tid = expected_crash_tid(&dir);
+    let crash_tid = expected_json(&dir)["crash_tid"]
+        .as_u64()
+        .expect("crash_tid") as u32;
     assert_eq!(core.threads.len(), 4);
     for (tid, regs) in &core.threads {
         let unwound = unwinder.unwind(regs, &core.memory);

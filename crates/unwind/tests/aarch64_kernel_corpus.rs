@@ -7,8 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    assert_cfi_above_leaf, assert_ends_at_start, corpus_root, frame_names, load_core_with,
-    modules_from_core, names_and_trust, unwinder_for,
+    assert_cfi_above_leaf, assert_ends_at_start, corpus_root, expected_json, frame_names,
+    load_core_with, modules_from_core, names_and_trust, unwinder_for,
 };
 use coresnap_core::CoreOptions;
 use coresnap_unwind::{Arch, StopReason, UnwindOptions};
@@ -57,10 +57,7 @@ fn gdb_pcs(dir: &Path) -> Vec<(u64, Vec<u64>)> {
 fn walk_case(case: &str) {
     let root = arm64_corpus();
     let dir = root.join(case);
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"),
-    )
-    .expect("json");
+    let expected = expected_json(&dir);
     // The corpus's files are under the sysroot, as they were on the arm64 machine.
     let core_options = CoreOptions {
         sysroot: Some(root.join("sysroot")),

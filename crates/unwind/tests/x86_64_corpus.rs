@@ -9,16 +9,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{
-    assert_cfi_above_leaf, corpus_case_dir, frame_names, load_core_with, modules_from_core,
-    unwinder_for, Core, LoadedModule,
+    assert_cfi_above_leaf, corpus_case_dir, expected_json, frame_names, load_core_with,
+    modules_from_core, unwinder_for, Core, LoadedModule,
 };
 use coresnap_core::CoreOptions;
 use coresnap_unwind::{FrameKind, StopReason, Trust, UnwindOptions};
-
-fn expected(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
-    serde_json::from_str(&text).expect("expected.json parses")
-}
 
 /// The core and its modules; the executable has moved into the case folder since it ran.
 fn open_case(dir: &Path) -> (Core, Vec<LoadedModule>) {
@@ -34,7 +29,7 @@ fn open_case(dir: &Path) -> (Core, Vec<LoadedModule>) {
 #[test]
 fn many_threads_at_known_depths() {
     let dir = corpus_case_dir("many-threads");
-    let expected = expected(&dir);
+    let expected = expected_json(&dir);
     let (core, modules) = open_case(&dir);
     let crash_tid = expected["crash_tid"].as_u64().expect("crash_tid") as u32;
     let depths = expected["thread_depths"]["by_tid"]
@@ -108,7 +103,7 @@ fn deep_recursion_of_ten_thousand_frames() {
 #[test]
 fn big_python_with_a_signal_frame() {
     let dir = corpus_case_dir("big-python");
-    let expected = expected(&dir);
+    let expected = expected_json(&dir);
     let (core, modules) = open_case(&dir);
     assert!(modules.len() >= 20, "only {} modules mapped", modules.len());
     let crash_tid = expected["crash_tid"].as_u64().expect("crash_tid") as u32;

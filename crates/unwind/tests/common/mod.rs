@@ -217,6 +217,12 @@ pub fn corpus_case_dir(case: &str) -> PathBuf {
     dir
 }
 
+/// A corpus case's ground truth, `expected.json`.
+pub fn expected_json(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json parses")
+}
+
 /// A walker over every module's unwind sections.
 pub fn unwinder_for(arch: Arch, modules: &[LoadedModule], options: UnwindOptions) -> Unwinder {
     Unwinder::new(
