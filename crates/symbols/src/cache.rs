@@ -11,6 +11,11 @@
 //! Files are written to a temporary name (mode 0600, folders 0700) and renamed into place, so a
 //! reader never sees half a file. A file whose header or length does not match is ignored (and
 //! replaced). Nothing here is ever fatal: a read-only or full disk only means no cache.
+//!
+//! Size: after each new file, the cache is held to `$CORESNAP_CACHE_MAX` (bytes, or with a `K`,
+//! `M` or `G` suffix; default 2 GiB) by removing the files used longest ago. A hit marks its file
+//! used (its modification time), so the libraries looked at every day stay. Removing a file a
+//! running reader has mapped is safe: its mapping stays valid until it is dropped.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -18,6 +23,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::{hex, SharedBytes};
 
@@ -97,10 +103,14 @@ fn put(header: &mut [u8], at: &mut usize, bytes: &[u8]) {
     *at += bytes.len();
 }
 
+/// The default bound on the cache's size on disk.
+const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+
 /// A folder of cached sections.
 #[derive(Clone, Debug)]
 pub(crate) struct SectionCache {
     dir: PathBuf,
+    max_bytes: u64,
 }
 
 impl SectionCache {
@@ -116,14 +126,19 @@ impl SectionCache {
                 _ => PathBuf::from(var("HOME")?).join(".cache").join("coresnap"),
             },
         };
-        Some(SectionCache { dir })
+        let max_bytes = std::env::var("CORESNAP_CACHE_MAX")
+            .ok()
+            .and_then(|v| parse_size(&v))
+            .unwrap_or(DEFAULT_MAX_BYTES);
+        Some(SectionCache { dir, max_bytes })
     }
 
-    /// A cache in `dir` (created on first store).
+    /// A cache in `dir` (created on first store) of at most `max_bytes`.
     #[cfg(test)]
-    pub(crate) fn at(dir: &Path) -> SectionCache {
+    pub(crate) fn at(dir: &Path, max_bytes: u64) -> SectionCache {
         SectionCache {
             dir: dir.to_path_buf(),
+            max_bytes,
         }
     }
 
@@ -156,6 +171,8 @@ impl SectionCache {
         if map.len() != end {
             return None;
         }
+        // Used now: the size bound removes what was used longest ago first.
+        let _ = file.set_modified(SystemTime::now());
         Some((Arc::new(map), HEADER_LEN..end))
     }
 
@@ -182,8 +199,67 @@ impl SectionCache {
             let _ = fs::remove_file(&temporary);
             return None;
         }
-        self.load(key)
+        let loaded = self.load(key);
+        self.trim(&path);
+        loaded
     }
+
+    /// Removes the files used longest ago until the cache holds at most `max_bytes`, keeping
+    /// `keep` (the file just written) whatever its size.
+    fn trim(&self, keep: &Path) {
+        let mut files = Vec::new();
+        let mut total = 0u64;
+        let Ok(folders) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for folder in folders.flatten() {
+            let Ok(entries) = fs::read_dir(folder.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                total = total.saturating_add(meta.len());
+                let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                files.push((used, meta.len(), entry.path()));
+            }
+        }
+        if total <= self.max_bytes {
+            return;
+        }
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path == keep || fs::remove_file(&path).is_err() {
+                continue;
+            }
+            total = total.saturating_sub(len);
+            // An emptied build-id folder goes too (this fails, harmlessly, while it has files).
+            if let Some(folder) = path.parent() {
+                let _ = fs::remove_dir(folder);
+            }
+        }
+    }
+}
+
+/// `1234`, `64K`, `512M`, `2G` (powers of 1024) as bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'k' | b'K' => (&text[..text.len() - 1], 10),
+        b'm' | b'M' => (&text[..text.len() - 1], 20),
+        b'g' | b'G' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1u64 << shift)
 }
 
 fn temporary_name(path: &Path) -> Option<PathBuf> {
@@ -235,7 +311,7 @@ mod tests {
     #[test]
     fn stores_then_loads_with_private_modes() {
         let dir = scratch("roundtrip");
-        let cache = SectionCache::at(&dir);
+        let cache = SectionCache::at(&dir, u64::MAX);
         let compressed = b"compressed stream bytes, more than sixteen of them";
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let key = key(compressed, data.len() as u64);
@@ -269,7 +345,7 @@ mod tests {
     #[test]
     fn short_or_damaged_files_are_ignored_and_replaced() {
         let dir = scratch("damaged");
-        let cache = SectionCache::at(&dir);
+        let cache = SectionCache::at(&dir, u64::MAX);
         let compressed = b"0123456789abcdef0123456789abcdef";
         let data = vec![7u8; 70_000];
         let key = key(compressed, data.len() as u64);
@@ -292,7 +368,7 @@ mod tests {
 
     #[test]
     fn an_unwritable_folder_is_not_an_error() {
-        let cache = SectionCache::at(Path::new("/proc/coresnap-cannot-be-here"));
+        let cache = SectionCache::at(Path::new("/proc/coresnap-cannot-be-here"), u64::MAX);
         let data = vec![1u8; 70_000];
         let compressed = b"x";
         let key = key(compressed, data.len() as u64);
@@ -303,7 +379,7 @@ mod tests {
     #[test]
     fn odd_section_names_and_missing_build_ids_are_not_cached() {
         let dir = scratch("names");
-        let cache = SectionCache::at(&dir);
+        let cache = SectionCache::at(&dir, u64::MAX);
         let data = vec![1u8; 70_000];
         let compressed = b"x";
         let mut key = key(compressed, data.len() as u64);
@@ -313,5 +389,60 @@ mod tests {
         key.build_id = &[];
         assert!(cache.store(&key, &data).is_none());
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn the_files_used_longest_ago_go_first_when_the_cache_is_full() {
+        let dir = scratch("bounded");
+        let data = vec![3u8; 70_000];
+        let file_len = (HEADER_LEN + data.len()) as u64;
+        // Room for two files, not three.
+        let cache = SectionCache::at(&dir, 2 * file_len + file_len / 2);
+        // Streams of different lengths: the file name carries the compressed length.
+        let streams: [&[u8]; 3] = [b"first", b"second", b"the third"];
+        let keys: Vec<SectionKey<'_>> = streams.iter().map(|s| key(s, data.len() as u64)).collect();
+        cache.store(&keys[0], &data).expect("first stored");
+        cache.store(&keys[1], &data).expect("second stored");
+        // Make the first one the older by a clear margin, then use it: it becomes the newer.
+        let an_hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        for k in &keys[..2] {
+            let path = cache.path_of(k).unwrap();
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(cache.load(&keys[0]).is_some(), "a hit");
+        cache.store(&keys[2], &data).expect("third stored");
+        assert!(cache.load(&keys[0]).is_some(), "the file used last stays");
+        assert!(
+            cache.load(&keys[1]).is_none(),
+            "the file used longest ago went"
+        );
+        assert!(
+            cache.load(&keys[2]).is_some(),
+            "the file just written stays"
+        );
+
+        // A bound smaller than one file keeps only the file just written.
+        let tiny = SectionCache::at(&dir, 1);
+        let fourth = key(b"the fourth one", data.len() as u64);
+        tiny.store(&fourth, &data).expect("fourth stored");
+        assert!(tiny.load(&fourth).is_some());
+        assert!(tiny.load(&keys[0]).is_none() && tiny.load(&keys[2]).is_none());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sizes_read_with_suffixes() {
+        assert_eq!(parse_size("1234"), Some(1234));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size(" 512m "), Some(512 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size(""), None);
     }
 }
