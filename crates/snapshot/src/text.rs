@@ -3,15 +3,15 @@
 use crate::report::{Frame, Snapshot};
 use std::fmt::Write as _;
 
-fn location(frame: &Frame) -> String {
-    let mut s = String::new();
+/// Appends ` at path:line` (nothing without a source path).
+fn push_location(out: &mut String, frame: &Frame) {
     if let Some(path) = &frame.source_path {
-        let _ = write!(s, " at {path}");
+        out.push_str(" at ");
+        out.push_str(path);
         if let Some(line) = frame.line {
-            let _ = write!(s, ":{line}");
+            let _ = write!(out, ":{line}");
         }
     }
-    s
 }
 
 fn library_name(frame: &Frame) -> Option<&str> {
@@ -47,31 +47,36 @@ pub fn render(snapshot: &Snapshot) -> String {
             thread.name,
             if thread.fault { " (crashed)" } else { "" }
         );
-        let mut number = 0usize;
-        for frame in &thread.stack {
+        // Ten thousand frames are common (deep recursion): each is appended in place, with no
+        // string of its own.
+        out.reserve(thread.stack.len() * 96);
+        for (number, frame) in thread.stack.iter().enumerate() {
             let name = frame.func_name.as_deref().unwrap_or("??");
-            let module = library_name(frame)
-                .map(|l| format!(" from {l}"))
-                .unwrap_or_default();
-            let mut annotation = match frame.kind.as_deref() {
-                Some("signal") => " <signal handler called>".to_string(),
-                _ => String::new(),
-            };
-            if frame.tail_call {
-                annotation.push_str(" [tail call]");
+            let _ = write!(out, "#{number:<3} ");
+            if frame.inlined {
+                out.push_str("                  ");
+            } else {
+                push_padded_address(&mut out, &frame.address);
+            }
+            out.push_str(" in ");
+            out.push_str(name);
+            push_location(&mut out, frame);
+            if let Some(library) = library_name(frame) {
+                out.push_str(" from ");
+                out.push_str(library);
             }
             if frame.inlined {
-                let _ = writeln!(out, "#{number:<3} {:>18} in {name}{}{module} [inlined]{annotation}", "", location(frame));
+                out.push_str(" [inlined]");
             } else {
-                let _ = writeln!(
-                    out,
-                    "#{number:<3} {:>18} in {name}{}{module} [{}]{annotation}",
-                    pad_address(&frame.address),
-                    location(frame),
-                    frame.trust
-                );
+                let _ = write!(out, " [{}]", frame.trust);
             }
-            number += 1;
+            if frame.kind.as_deref() == Some("signal") {
+                out.push_str(" <signal handler called>");
+            }
+            if frame.tail_call {
+                out.push_str(" [tail call]");
+            }
+            out.push('\n');
         }
         if let Some(reason) = &thread.stop_reason {
             let _ = writeln!(out, "    (walk ended: {reason})");
@@ -86,7 +91,8 @@ pub fn render(snapshot: &Snapshot) -> String {
     out
 }
 
-fn pad_address(address: &str) -> String {
+/// Appends the address as `0x` and 16 hex digits (18 columns), as gdb prints it.
+fn push_padded_address(out: &mut String, address: &str) {
     let digits = address.trim_start_matches("0x");
-    format!("0x{digits:0>16}")
+    let _ = write!(out, "0x{digits:0>16}");
 }
