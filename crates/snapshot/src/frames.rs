@@ -80,16 +80,16 @@ impl Symbolicator {
                 let pc = tail.svma.wrapping_add(module.bias);
                 let innermost = tail.frames.first();
                 Frame {
-                    func_name: innermost.and_then(|s| s.function.clone()),
-                    address: format!("{pc:#x}"),
-                    library: Some(module.name.clone()),
-                    library_offset: Some(format!("{:#x}", pc.wrapping_sub(module.avma_range.start))),
-                    source_path: innermost.and_then(|s| s.file.clone()),
+                    func_name: innermost.and_then(|s| s.function.as_deref()).map(Arc::from),
+                    address: format!("{pc:#x}").into(),
+                    library: Some(module.name.as_str().into()),
+                    library_offset: Some(format!("{:#x}", pc.wrapping_sub(module.avma_range.start)).into()),
+                    source_path: innermost.and_then(|s| s.file.as_deref()).map(Arc::from),
                     line: innermost.and_then(|s| s.line),
                     column: innermost.and_then(|s| s.column),
                     inlined: false,
                     tail_call: true,
-                    trust: caller.trust.as_str().to_string(),
+                    trust: caller.trust.as_str().into(),
                     kind: None,
                     faulted: false,
                     registers: None,
@@ -139,15 +139,15 @@ impl Symbolicator {
     /// The expansion of a frame without its registers, fault or warnings.
     fn expand_uncached(&mut self, modules: &[ProcessModule], frame: &coresnap_unwind::Frame) -> Vec<Frame> {
         let module = module_for(modules, frame.lookup_pc);
-        let library = module.map(|m| m.name.clone());
-        let library_offset = module.map(|m| format!("{:#x}", frame.pc.wrapping_sub(m.avma_range.start)));
+        let library = module.map(|m| Arc::<str>::from(m.name.as_str()));
+        let library_offset = module.map(|m| Arc::<str>::from(format!("{:#x}", frame.pc.wrapping_sub(m.avma_range.start))));
         let sources = match module {
             Some(m) => self.lookup(m, frame.lookup_pc),
             None => Arc::new(Vec::new()),
         };
         let mut base = Frame {
             func_name: None,
-            address: format!("{:#x}", frame.pc),
+            address: format!("{:#x}", frame.pc).into(),
             library,
             library_offset,
             source_path: None,
@@ -155,8 +155,8 @@ impl Symbolicator {
             column: None,
             inlined: false,
             tail_call: false,
-            trust: frame.trust.as_str().to_string(),
-            kind: (frame.kind == FrameKind::Signal).then(|| "signal".to_string()),
+            trust: frame.trust.as_str().into(),
+            kind: (frame.kind == FrameKind::Signal).then(|| "signal".into()),
             faulted: false,
             registers: None,
             warnings: Vec::new(),
@@ -173,8 +173,8 @@ impl Symbolicator {
             } else {
                 base.clone()
             };
-            frame.func_name = s.function.clone();
-            frame.source_path = s.file.clone();
+            frame.func_name = s.function.as_deref().map(Arc::from);
+            frame.source_path = s.file.as_deref().map(Arc::from);
             frame.line = s.line;
             frame.column = s.column;
             frame.inlined = s.inlined;
@@ -188,7 +188,7 @@ impl Symbolicator {
 fn placeholder() -> Frame {
     Frame {
         func_name: None,
-        address: String::new(),
+        address: Arc::from(""),
         library: None,
         library_offset: None,
         source_path: None,
@@ -196,7 +196,7 @@ fn placeholder() -> Frame {
         column: None,
         inlined: false,
         tail_call: false,
-        trust: String::new(),
+        trust: Arc::from(""),
         kind: None,
         faulted: false,
         registers: None,

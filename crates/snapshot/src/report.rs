@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One crash (or hang) snapshot.
 #[derive(Debug, Clone, Serialize)]
@@ -56,15 +57,15 @@ pub struct Thread {
 #[serde(rename_all = "camelCase")]
 pub struct Frame {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub func_name: Option<String>,
+    pub func_name: Option<Arc<str>>,
     /// Hex string: u64 addresses do not fit a JSON number that JavaScript reads exactly.
-    pub address: String,
+    pub address: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub library: Option<String>,
+    pub library: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub library_offset: Option<String>,
+    pub library_offset: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_path: Option<String>,
+    pub source_path: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,9 +75,9 @@ pub struct Frame {
     /// A frame that a tail call left off the stack, rebuilt from DWARF call-site information.
     #[serde(rename = "tailCall", skip_serializing_if = "std::ops::Not::not")]
     pub tail_call: bool,
-    pub trust: String,
+    pub trust: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<Arc<str>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub faulted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
