@@ -103,6 +103,9 @@ fn put(header: &mut [u8], at: &mut usize, bytes: &[u8]) {
     *at += bytes.len();
 }
 
+/// How stale a file's mark of use may be before a hit renews it.
+const MARK_USED_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The default bound on the cache's size on disk.
 const DEFAULT_MAX_BYTES: u64 = 2 << 30;
 
@@ -158,7 +161,8 @@ impl SectionCache {
         let path = self.path_of(key)?;
         let file = File::open(&path).ok()?;
         let expected_len = (HEADER_LEN as u64).checked_add(key.size)?;
-        if file.metadata().ok()?.len() != expected_len {
+        let metadata = file.metadata().ok()?;
+        if metadata.len() != expected_len {
             return None;
         }
         // SAFETY: read-only private map of a file this cache only ever replaces by rename,
@@ -171,8 +175,14 @@ impl SectionCache {
         if map.len() != end {
             return None;
         }
-        // Used now: the size bound removes what was used longest ago first.
-        let _ = file.set_modified(SystemTime::now());
+        // Used now: the size bound removes what was used longest ago first. A file marked in
+        // the last minutes is left as it is: a write per section and run would cost more than
+        // the order it keeps.
+        let now = SystemTime::now();
+        let marked = metadata.modified().ok().and_then(|m| now.duration_since(m).ok());
+        if marked.is_none_or(|age| age > MARK_USED_AFTER) {
+            let _ = file.set_modified(now);
+        }
         Some((Arc::new(map), HEADER_LEN..end))
     }
 
