@@ -3,8 +3,9 @@
  * JSON or a ptrace snapshot) and the project's rules; this module picks the faulting thread,
  * normalises its frames (names without addresses or parameters, `module+offset` where no name is
  * known), skips the frames every crash of a kind shares, and hashes the kind of crash with the
- * top `rules.frames` frames that remain (sha256, hex). `explainFingerprint` returns the same
- * decision frame by frame; `fingerprintReport` is its hash alone.
+ * top `rules.frames` frames that remain (sha256, hex). `explainFingerprint` returns the decision
+ * frame by frame (the explain call); `groupReport` gives ingestion the same fingerprint and the
+ * `callstack` in one pass, remembering what it worked out per distinct stack.
  *
  * A report that carries its own `fingerprint` (an SDK's choice) keeps it: a 64-hex value as is,
  * anything else hashed so that the column is always sha256 hex.
@@ -197,10 +198,10 @@ function matchingParen(s: string, open: number): number {
 }
 
 /** The name a frame contributes to a fingerprint, or undefined when it has nothing stable. */
-export function frameName(frame: Frame, suffixes: RegExp[] | CompiledGroupingRules = DEFAULT_COMPILED.suffixes): string | undefined {
+export function frameName(frame: Frame, compiled: CompiledGroupingRules = DEFAULT_COMPILED): string | undefined {
   const library = typeof frame.library === 'string' ? frame.library : typeof frame.path === 'string' ? frame.path : undefined;
   if (typeof frame.funcName === 'string' && frame.funcName.trim() && !/^(\?\?|<unknown>|unknown)$/.test(frame.funcName.trim())) {
-    const name = suffixes instanceof CompiledGroupingRules ? suffixes.normalise(frame.funcName) : normaliseFunctionName(frame.funcName, suffixes);
+    const name = compiled.normalise(frame.funcName);
     // JavaScript's anonymous functions are told apart by their file.
     if ((name === 'anonymous' || name === '<anonymous>') && library) return `${name}@${basename(library)}`;
     return name;
@@ -341,10 +342,6 @@ function keyPart(v: unknown): string {
 function describeUnnamed(frame: Frame): string {
   const a = frame.address;
   return typeof a === 'string' || typeof a === 'number' ? `?? ${String(a)}` : '??';
-}
-
-export function fingerprintReport(report: Record<string, unknown>, compiled: CompiledGroupingRules = DEFAULT_COMPILED): string {
-  return explainFingerprint(report, compiled).fingerprint;
 }
 
 /** The `callstack` attribute: every frame of the faulting thread, normalised, innermost first. */
