@@ -74,13 +74,17 @@ export interface OpenOptions {
   autoCheckpoint?: boolean;
 }
 
+export function databasePath(dataDir: string): string {
+  return path.join(dataDir, 'coroner.db');
+}
+
 export function walPath(dataDir: string): string {
   return path.join(dataDir, 'coroner.db-wal');
 }
 
 export function openDatabase(dataDir: string, options: OpenOptions = {}): Db {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const db = new Database(path.join(dataDir, 'coroner.db'));
+  const db = new Database(databasePath(dataDir));
   // WAL: readers never block the writer.
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);

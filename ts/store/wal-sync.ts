@@ -10,7 +10,7 @@
  */
 
 import fs from 'node:fs';
-import path from 'node:path';
+import { databasePath, walPath } from './sqlite-ops.js';
 
 export class WalSync {
   private waiting: Array<(err: Error | null) => void> = [];
@@ -56,7 +56,7 @@ export class WalSync {
     if (fd === undefined) {
       // No WAL: it was checkpointed away, so the commits are in the database file; sync that.
       try {
-        const dbFd = fs.openSync(path.join(this.dataDir, 'coroner.db'), 'r');
+        const dbFd = fs.openSync(databasePath(this.dataDir), 'r');
         fs.fdatasync(dbFd, (err) => {
           fs.closeSync(dbFd);
           done(err);
@@ -76,7 +76,7 @@ export class WalSync {
    */
   private currentWalFd(): number | undefined {
     if (this.closed) throw new Error('the store is closed');
-    const file = path.join(this.dataDir, 'coroner.db-wal');
+    const file = walPath(this.dataDir);
     let ino: number;
     try {
       ino = fs.statSync(file).ino;
