@@ -47,8 +47,7 @@ export function registerGrouping(program: Command): void {
       const compiled = opts.project
         ? await withStore(opts, async (store, universe) => {
             const p = await requireProject(store, universe, opts.project!);
-            const { version, rules } = await store.getGroupingRules(p.id);
-            return new CompiledGroupingRules(parseGroupingRules(rules), version);
+            return CompiledGroupingRules.fromStored(await store.getGroupingRules(p.id));
           })
         : new CompiledGroupingRules(DEFAULT_GROUPING_RULES, 0);
       const e = explainFingerprint(report as Record<string, unknown>, compiled);

@@ -12,7 +12,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { compile, DEFAULT_GROUPING_RULES, type GroupingRules, type SkipRule } from './rules.js';
+import { compile, DEFAULT_GROUPING_RULES, type GroupingRules, parseGroupingRules, type SkipRule } from './rules.js';
 
 export interface ExplainedFrame {
   /** Position in the faulting thread's stack, innermost 0. */
@@ -60,6 +60,11 @@ export class CompiledGroupingRules {
       return c;
     });
     this.suffixes = rules.stripSuffixes.map((s, i) => compile(s, `stripSuffixes[${i}]`));
+  }
+
+  /** A project's stored rules (`Store.getGroupingRules`), checked and compiled; throws GroupingRulesError. */
+  static fromStored(stored: { version: number; rules: unknown }): CompiledGroupingRules {
+    return new CompiledGroupingRules(parseGroupingRules(stored.rules), stored.version);
   }
 
   // Crash streams repeat the same few thousand stacks, and the regular expressions below are most

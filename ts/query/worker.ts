@@ -58,7 +58,7 @@ async function run(request: QueryRequest): Promise<{ result: unknown; transfer: 
       await service.warm(request.projectId);
       return { result: null, transfer: [] };
     case 'noteGroupState':
-      service.cache.noteGroupState(request.projectId, request.fingerprint, request.state);
+      service.noteGroupState(request.projectId, request.fingerprint, request.state);
       return { result: null, transfer: [] };
     case 'change':
       forwarded.emit('change', request.event);

@@ -164,6 +164,6 @@ export function mountAdmin(router: Router): void {
 }
 
 async function rulesOf(ctx: RequestContext, projectId: number): Promise<CompiledGroupingRules> {
-  const { version, rules } = await ctx.store.getGroupingRules(projectId);
-  return run(async () => new CompiledGroupingRules(parseGroupingRules(rules), version));
+  const stored = await ctx.store.getGroupingRules(projectId);
+  return run(async () => CompiledGroupingRules.fromStored(stored));
 }

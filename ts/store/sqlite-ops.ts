@@ -15,7 +15,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CompiledGroupingRules } from '../grouping/fingerprint.js';
-import { parseGroupingRules } from '../grouping/rules.js';
 import { prepareSubmission } from '../ingest/prepare.js';
 import { InvalidSubmissionError, StoreError } from './types.js';
 import type {
@@ -815,15 +814,15 @@ const EMPTY = new Uint8Array(0);
 const rulesByProject = new Map<number, CompiledGroupingRules>();
 
 function compiledRulesOf(db: Db, projectId: number): CompiledGroupingRules {
-  const { version, rules } = getGroupingRules(db, projectId);
+  const stored = getGroupingRules(db, projectId);
   const known = rulesByProject.get(projectId);
-  if (known && known.version === version) return known;
+  if (known && known.version === stored.version) return known;
   let compiled: CompiledGroupingRules;
   try {
-    compiled = new CompiledGroupingRules(parseGroupingRules(rules), version);
+    compiled = CompiledGroupingRules.fromStored(stored);
   } catch {
     // Stored rules are checked when set; should a stored version not compile, group by the defaults.
-    compiled = new CompiledGroupingRules(undefined, version);
+    compiled = new CompiledGroupingRules(undefined, stored.version);
   }
   rulesByProject.set(projectId, compiled);
   return compiled;
