@@ -759,8 +759,8 @@ export type WorkerRequest =
   | { op: 'checkpoint' };
 
 export type WorkerResponse =
-  /** `needsSync`: committed to the WAL only; durable once the WAL is synced (wal-sync.ts). */
-  | { id: number; ok: true; result: unknown; needsSync?: boolean }
+  /** `durableAfterCommit`: committed to the WAL only, as that commit number; durable once wal-sync.ts says so. */
+  | { id: number; ok: true; result: unknown; durableAfterCommit?: number }
   | { id: number; ok: false; message: string; storeError: boolean };
 
 

@@ -6,9 +6,10 @@
  * Roles:
  * - `writer`: ingestion and object changes. Ingestion is group-committed twice over: every
  *   `ingest` message that arrived while the thread was busy goes into one transaction, and the
- *   transaction commits to the WAL without waiting for the disk (synchronous=NORMAL). Its answer
- *   says `needsSync`: the receiving thread holds it until one fdatasync of the WAL (wal-sync.ts)
- *   has made that commit durable, while this thread already writes the next transaction. Other
+ *   transaction commits to the WAL without waiting for the disk (synchronous=NORMAL). It numbers
+ *   the commit in shared memory and its answer says `durableAfterCommit`: the receiving thread
+ *   holds it until the WAL sync thread (wal-sync.ts) has made that commit durable, while this
+ *   thread already writes the next transaction. Other
  *   writes (attachments, attribute changes, deletes) are rare and run with synchronous=FULL,
  *   durable when their commit returns.
  * - `reader`: scans and blob reads.
@@ -18,10 +19,17 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ops from './sqlite-ops.js';
+import { publishCommit } from './wal-sync.js';
 
 export type WorkerRole = 'writer' | 'reader' | 'checkpointer';
 
-const { dataDir, role, maxBatch } = workerData as { dataDir: string; role: WorkerRole; maxBatch: number };
+const { dataDir, role, maxBatch, commitCounter } = workerData as {
+  dataDir: string;
+  role: WorkerRole;
+  maxBatch: number;
+  /** The writer's: where it publishes each ingestion commit for the WAL sync thread (wal-sync.ts). */
+  commitCounter?: BigInt64Array;
+};
 const db = ops.openDatabase(dataDir, {
   migrate: false,
   synchronous: role === 'writer' ? 'NORMAL' : 'FULL',
@@ -62,10 +70,11 @@ function commitIngest(): void {
       for (const m of group) answer(failure(m.id, err));
       continue;
     }
+    const commit = commitCounter ? publishCommit(commitCounter) : undefined;
     let at = 0;
     for (const m of group) {
       const n = (m.request as { batch: ops.IngestItem[] }).batch.length;
-      answer({ id: m.id, ok: true, result: outcomes.slice(at, at + n), needsSync: true });
+      answer({ id: m.id, ok: true, result: outcomes.slice(at, at + n), durableAfterCommit: commit });
       at += n;
     }
   }

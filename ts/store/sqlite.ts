@@ -66,17 +66,19 @@ class Executor {
     private readonly inlineDb: ops.Db | undefined,
     role: 'writer' | 'reader' | 'checkpointer',
     maxBatch: number,
-    /** Holds answers that say `needsSync` until the WAL is synced (the writer's). */
+    /** Holds answers that say `durableAfterCommit` until that commit is synced (the writer's). */
     private readonly walSync?: WalSync,
   ) {
     if (inlineDb) return;
-    this.worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), { workerData: { dataDir, role, maxBatch } });
+    this.worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), {
+      workerData: { dataDir, role, maxBatch, commitCounter: walSync?.commitCounter },
+    });
     this.worker.on('message', (m: WorkerResponse) => {
       const p = this.pending.get(m.id);
       if (!p) return;
-      if (m.ok && m.needsSync && this.walSync) {
+      if (m.ok && m.durableAfterCommit !== undefined && this.walSync) {
         // Still pending (close waits for it) until the commit is durable.
-        this.walSync.after((err) => {
+        this.walSync.after(m.durableAfterCommit, (err) => {
           this.pending.delete(m.id);
           if (err) p.reject(err);
           else p.resolve(m.result);
@@ -235,7 +237,7 @@ export class SqliteStore implements Store {
     await this.writer.close();
     await this.reader.close();
     await this.checkpointer?.close();
-    this.walSync?.close();
+    await this.walSync?.close();
     this.db.close();
   }
 

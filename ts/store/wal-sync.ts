@@ -1,93 +1,98 @@
 /**
- * The durability barrier of group commit: "call me once everything committed so far is on disk".
+ * The durability barrier of group commit: "call me once commit N is on disk".
  *
- * The ingestion writer commits to the WAL without waiting for the disk (synchronous=NORMAL) and
- * says so; the thread that answers the submitters (the event loop) then asks `after()`, and one
- * fdatasync of the WAL covers every commit that came before it started. The sync runs on libuv's
- * thread pool and its completion is handled here rather than on the writer: the writer, busy
- * with the next transaction, would hold up every answer by as long as that transaction takes.
- * A few syncs may be in flight at once, so a commit waits for about one flush, not one and a half.
+ * The ingestion writer commits to the WAL without waiting for the disk (synchronous=NORMAL),
+ * numbers each commit and publishes the number in shared memory (`commitCounter`). A thread of
+ * its own (wal-syncer.ts) waits on that number, and as soon as it moves runs one fdatasync of the
+ * WAL, which covers every commit published before it started, then tells this side how far the
+ * disk has caught up. The event loop holds each writer answer until its commit is covered.
+ *
+ * Why a thread that only syncs: the sync starts the moment a commit ends, without a trip through
+ * the event loop (which may be busy answering) or libuv's pool, and neither the writer (already
+ * writing the next transaction) nor the event loop spends time on it.
  */
 
-import fs from 'node:fs';
-import { databasePath, walPath } from './sqlite-ops.js';
+import { Worker } from 'node:worker_threads';
+
+/** Slots of the shared counter (a BigInt64Array: commit numbers never wrap). */
+export const COMMITTED = 0;
+export const CLOSING = 1;
+
+/** Publishes a commit made by this thread's connection; returns its number (writer side). */
+export function publishCommit(counter: BigInt64Array): number {
+  const n = Atomics.add(counter, COMMITTED, 1n) + 1n;
+  Atomics.notify(counter, COMMITTED);
+  return Number(n);
+}
+
+/** One sync's outcome: commits `from` (exclusive) through `to` are on disk, or not (`error`). */
+type SyncerMessage = { from: number; to: number; error?: string };
+
+/** Failed syncs remembered for answers that arrive after their sync's verdict (a race of a few microseconds). */
+const FAILED_RANGES_KEPT = 16;
 
 export class WalSync {
-  private waiting: Array<(err: Error | null) => void> = [];
-  private inFlight = 0;
-  private walFd: number | undefined;
+  /** Shared with the writer (workerData) and the syncer thread. */
+  readonly commitCounter = new BigInt64Array(new SharedArrayBuffer(16));
+  private readonly syncer: Worker;
+  private synced = 0;
+  private waiting: Array<{ commit: number; then: (err: Error | null) => void }> = [];
+  private failedRanges: Array<{ from: number; to: number; err: Error }> = [];
+  private failure: Error | undefined;
   private closed = false;
 
-  constructor(
-    private readonly dataDir: string,
-    private readonly maxInFlight = 2,
-  ) {}
-
-  /** Calls `then` once every commit made before this call is durable (or with the error that stopped it). */
-  after(then: (err: Error | null) => void): void {
-    this.waiting.push(then);
-    this.kick();
-  }
-
-  close(): void {
-    this.closed = true;
-    if (this.walFd !== undefined) fs.closeSync(this.walFd);
-    this.walFd = undefined;
-  }
-
-  private kick(): void {
-    if (this.inFlight >= this.maxInFlight || this.waiting.length === 0) return;
-    this.inFlight++;
-    const covered = this.waiting;
-    this.waiting = [];
-    const done = (err: Error | null) => {
-      this.inFlight--;
-      const failure = err && new Error(`The store could not make its write durable: ${err.message}`);
-      for (const then of covered) then(failure);
-      this.kick();
-    };
-    let fd: number | undefined;
-    try {
-      fd = this.currentWalFd();
-    } catch (err) {
-      done(err as Error);
-      return;
-    }
-    if (fd === undefined) {
-      // No WAL: it was checkpointed away, so the commits are in the database file; sync that.
-      try {
-        const dbFd = fs.openSync(databasePath(this.dataDir), 'r');
-        fs.fdatasync(dbFd, (err) => {
-          fs.closeSync(dbFd);
-          done(err);
-        });
-      } catch (err) {
-        done(err as Error);
+  constructor(dataDir: string) {
+    this.syncer = new Worker(new URL('./wal-syncer.js', import.meta.url), {
+      workerData: { dataDir, counter: this.commitCounter },
+    });
+    this.syncer.on('message', (m: SyncerMessage) => {
+      if (m.error === undefined) {
+        this.synced = Math.max(this.synced, m.to);
+        this.release(m.to, null);
+        return;
       }
-      return;
-    }
-    fs.fdatasync(fd, done);
+      // The commits this sync was to cover are not known to be on disk (after a failed fsync the
+      // kernel may have dropped their pages): their submitters hear so; later commits get their
+      // own sync.
+      const err = new Error(`The store could not make its write durable: ${m.error}`);
+      this.failedRanges.push({ from: m.from, to: m.to, err });
+      if (this.failedRanges.length > FAILED_RANGES_KEPT) this.failedRanges.shift();
+      this.release(m.to, err);
+    });
+    this.syncer.on('error', (err) => this.fail(err));
+    this.syncer.on('exit', (code) => {
+      if (!this.closed) this.fail(new Error(`The store's WAL sync thread exited (code ${code}).`));
+    });
   }
 
-  /**
-   * The WAL file's descriptor, reopened if the file was replaced (SQLite only deletes it when the
-   * last connection closes, which the store's open connections prevent; checking costs one stat).
-   * Undefined when there is no WAL: then everything committed is in the database file.
-   */
-  private currentWalFd(): number | undefined {
-    if (this.closed) throw new Error('the store is closed');
-    const file = walPath(this.dataDir);
-    let ino: number;
-    try {
-      ino = fs.statSync(file).ino;
-    } catch {
-      return undefined;
-    }
-    if (this.walFd !== undefined && fs.fstatSync(this.walFd).ino !== ino) {
-      fs.closeSync(this.walFd);
-      this.walFd = undefined;
-    }
-    this.walFd ??= fs.openSync(file, 'r');
-    return this.walFd;
+  /** Calls `then` once commit number `commit` (from `publishCommit`) is durable, or with the error that stopped it. */
+  after(commit: number, then: (err: Error | null) => void): void {
+    if (this.failure) return then(this.failure);
+    const failed = this.failedRanges.find((r) => commit > r.from && commit <= r.to);
+    if (failed) return then(failed.err);
+    if (commit <= this.synced) return then(null);
+    this.waiting.push({ commit, then });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.commitCounter, CLOSING, 1n);
+    Atomics.notify(this.commitCounter, COMMITTED);
+    const exited = new Promise<void>((resolve) => this.syncer.once('exit', () => resolve()));
+    // The syncer finishes the sync it is in and any commit published before CLOSING, then ends.
+    await exited;
+    this.fail(new Error('The store is closed.'));
+  }
+
+  private release(upTo: number, err: Error | null): void {
+    let n = 0;
+    while (n < this.waiting.length && this.waiting[n]!.commit <= upTo) n++;
+    for (const w of this.waiting.splice(0, n)) w.then(err);
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const w of this.waiting.splice(0)) w.then(this.failure);
   }
 }

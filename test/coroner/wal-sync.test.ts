@@ -1,0 +1,67 @@
+/**
+ * The group-commit durability barrier (ts/store/wal-sync.ts): an answer is let go only once a
+ * sync that started after its commit has returned; a failed sync fails exactly the commits it
+ * covered; a closed barrier lets nothing through.
+ */
+
+import fs from 'node:fs';
+import path from 'node:path';
+import test from 'ava';
+import { publishCommit, WalSync } from '../../ts/store/wal-sync.js';
+import { tempDir } from './helpers.js';
+
+const settled = (sync: WalSync, commit: number) =>
+  new Promise<Error | null>((resolve) => sync.after(commit, (err) => resolve(err)));
+
+test('a published commit is released once the WAL sync thread has synced after it', async (t) => {
+  const dir = tempDir('coroner-walsync-');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'coroner.db'), '');
+  fs.writeFileSync(path.join(dir, 'coroner.db-wal'), 'frames');
+  const sync = new WalSync(dir);
+  t.teardown(() => sync.close());
+  const first = publishCommit(sync.commitCounter);
+  const second = publishCommit(sync.commitCounter);
+  t.is(second, first + 1, 'commits are numbered in order');
+  t.is(await settled(sync, first), null);
+  t.is(await settled(sync, second), null);
+  // A commit already covered is released at once, without another sync.
+  t.is(await settled(sync, first), null);
+  // The WAL replaced (same name, new file) is synced through a fresh descriptor.
+  fs.rmSync(path.join(dir, 'coroner.db-wal'));
+  fs.writeFileSync(path.join(dir, 'coroner.db-wal'), 'new frames');
+  t.is(await settled(sync, publishCommit(sync.commitCounter)), null);
+  // No WAL at all: the commits were checkpointed into the database file, which is synced instead.
+  fs.rmSync(path.join(dir, 'coroner.db-wal'));
+  t.is(await settled(sync, publishCommit(sync.commitCounter)), null);
+});
+
+test('a sync that fails fails the commits it covered, with a sentence; later commits get their own sync', async (t) => {
+  const dir = tempDir('coroner-walsync-');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // Neither the WAL nor the database file exists: the sync cannot be done.
+  const sync = new WalSync(dir);
+  t.teardown(() => sync.close());
+  const lost = publishCommit(sync.commitCounter);
+  const err = await settled(sync, lost);
+  t.truthy(err);
+  t.regex(err!.message, /^The store could not make its write durable: .*ENOENT/);
+  // The verdict stands for an answer that arrives after it.
+  t.is((await settled(sync, lost))?.message, err!.message);
+  fs.writeFileSync(path.join(dir, 'coroner.db'), '');
+  t.is(await settled(sync, publishCommit(sync.commitCounter)), null);
+});
+
+test('close ends the sync thread; nothing waits or passes afterwards', async (t) => {
+  const dir = tempDir('coroner-walsync-');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'coroner.db'), '');
+  const sync = new WalSync(dir);
+  const commit = publishCommit(sync.commitCounter);
+  t.is(await settled(sync, commit), null);
+  await sync.close();
+  const after = await settled(sync, publishCommit(sync.commitCounter));
+  t.regex(after?.message ?? '', /closed/);
+  // A second close is harmless.
+  await sync.close();
+});
