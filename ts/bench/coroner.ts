@@ -32,6 +32,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { Pool } from 'undici';
@@ -65,6 +66,9 @@ interface LoadResult {
   seconds: number;
   bytes: number;
   latenciesMs: number[];
+  /** Process CPU (every thread: server and client alike) and event-loop use over the measured window. */
+  cpuMicros?: number;
+  eventLoopBusy?: number;
 }
 
 /**
@@ -179,9 +183,11 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
   const loops = Array.from({ length: job.submitters }, submitter);
   await new Promise((r) => setTimeout(r, job.warmupMs));
   measuring = true;
+  parentPort?.postMessage({ mark: 'start' });
   const started = performance.now();
   await new Promise((r) => setTimeout(r, job.durationMs));
   measuring = false;
+  parentPort?.postMessage({ mark: 'end' });
   const seconds = (performance.now() - started) / 1000;
   stopping = true;
   await Promise.all(loops);
@@ -195,12 +201,30 @@ if (!isMainThread && (workerData as { coronerBenchLoad?: LoadJob } | undefined)?
   );
 }
 
-/** Starts the load on a worker thread; resolves with its counts once it is done. */
+/**
+ * Starts the load on a worker thread; resolves with its counts once it is done, and with the
+ * process's CPU time and the event loop's use between the worker's start and end marks (this
+ * thread is the servers' event loop).
+ */
 function loadInWorker(job: LoadJob): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL(import.meta.url), { workerData: { coronerBenchLoad: job } });
-    w.once('message', (m: { ok: true; result: LoadResult } | { ok: false; message: string }) => {
-      if (m.ok) resolve(m.result);
+    let cpu0: NodeJS.CpuUsage | undefined;
+    let elu0: EventLoopUtilization | undefined;
+    let window: { cpuMicros: number; eventLoopBusy: number } | undefined;
+    type Message = { mark: 'start' | 'end' } | { ok: true; result: LoadResult } | { ok: false; message: string };
+    w.on('message', (m: Message) => {
+      if ('mark' in m) {
+        if (m.mark === 'start') {
+          cpu0 = process.cpuUsage();
+          elu0 = performance.eventLoopUtilization();
+        } else if (cpu0 && elu0) {
+          const cpu = process.cpuUsage(cpu0);
+          window = { cpuMicros: cpu.user + cpu.system, eventLoopBusy: performance.eventLoopUtilization(elu0).utilization };
+        }
+        return;
+      }
+      if (m.ok) resolve({ ...m.result, ...window });
       else reject(new Error(m.message));
       void w.terminate();
     });
@@ -467,19 +491,11 @@ async function main(): Promise<void> {
               ? { completed: 1, failed: 0, firstFailure: '', seconds: 1, bytes: 0, latenciesMs: [] }
               : await loadInWorker(job(bare.url)),
         );
-        const elu0 = performance.eventLoopUtilization();
-        const cpu0 = process.cpuUsage();
-        const t0 = performance.now();
-        coronerRuns.push(await loadInWorker(job(submitUrl)));
-        const elu = performance.eventLoopUtilization(elu0);
-        const lat = ((globalThis as any).__lat ?? []) as number[][]; (globalThis as any).__lat = [];
-        if (lat.length) { const names = ['queue->post', 'post->recv', 'recv->commit', 'commit', 'commit->sync', 'sync', 'sync->main']; const sums = names.map(() => 0);
-          for (const r of lat) for (let k = 0; k < names.length; k++) sums[k]! += r[k + 1]! - r[k]!;
-          console.log('  stages (ms, mean per message): ' + names.map((n, k) => `${n} ${(sums[k]! / lat.length).toFixed(2)}`).join(', '), 'messages', lat.length); }
-        const cpu = process.cpuUsage(cpu0);
-        const wall = performance.now() - t0;
+        const run = await loadInWorker(job(submitUrl));
+        coronerRuns.push(run);
         if (process.env.CORONER_BENCH_LOG || process.env.CORONER_BENCH_PROFILE) {
-          console.log(`  (coroner run ${round + 1}: event loop busy ${fmt(elu.utilization * 100)}%, process CPU ${fmt(((cpu.user + cpu.system) / 1000 / wall) * 100)}% of one core)`);
+          console.log(`  (coroner run ${round + 1}: event loop busy ${fmt((run.eventLoopBusy ?? 0) * 100)}%, ` +
+            `process CPU ${fmt(((run.cpuMicros ?? 0) / 1e4) / run.seconds)}% of one core)`);
         }
       }
       await bare.close();
@@ -492,6 +508,12 @@ async function main(): Promise<void> {
       const ok = ratio >= 0.5 && c.failed === 0;
       failed ||= !ok;
       console.log(`  coroner / bare = ${fmt(ratio, 2)}x  (target >= 0.50x: ${ok ? 'met' : 'NOT MET'})`);
+      // What a report costs, whatever the rate: the whole process's CPU (both servers share it with
+      // the same client) per report, and the share of it on the event loop.
+      const cost = (r: LoadResult) =>
+        r.cpuMicros === undefined ? 'n/a' : `${fmt(r.cpuMicros / r.completed)} µs CPU (event loop ${fmt(((r.eventLoopBusy ?? 0) * r.seconds * 1e6) / r.completed)} µs)`;
+      console.log(`  per report, client included: bare ${cost(b)}; coroner ${cost(c)}; ` +
+        `${os.cpus().length} CPUs at full use would take coroner to ~${fmt((os.cpus().length * 1e6 * c.completed) / (c.cpuMicros ?? NaN))} reports/s`);
       const stored = await store.countObjects(blackhole.id);
       console.log(`  stored ${fmt(stored)} reports, all acknowledged ones: ${stored >= coronerRuns.reduce((n, r) => n + r.completed, 0) ? 'yes' : 'NO'}`);
     }
