@@ -17,6 +17,9 @@ import {
   type WorkflowStore,
 } from './store.js';
 import { formatTrigger, parseTrigger, TriggerError, type Trigger } from './triggers.js';
+import type { DeliveryJson, IntegrationJson } from './wire.js';
+
+export type { DeliveryJson, IntegrationJson } from './wire.js';
 
 /** A request to add an integration that cannot be honoured; the message says why. */
 export class IntegrationError extends Error {
@@ -111,41 +114,11 @@ export async function removeIntegration(workflows: WorkflowStore, project: Proje
   return integration;
 }
 
-export interface IntegrationJson {
-  id: number;
-  project: string;
-  type: IntegrationType;
-  url: string;
-  triggers: string[];
-  created_at: number;
-  jira?: { project_key: string; issue_type: string; user: string };
-  deliveries?: Record<DeliveryStatus, number>;
-}
-
 export function integrationJson(i: Integration, project: string, counts?: Record<DeliveryStatus, number>): IntegrationJson {
   const out: IntegrationJson = { id: i.id, project, type: i.type, url: i.url, triggers: i.triggers.map(formatTrigger), created_at: i.createdAt };
   if (i.jira) out.jira = { project_key: i.jira.projectKey, issue_type: i.jira.issueType, user: i.jira.user };
   if (counts) out.deliveries = counts;
   return out;
-}
-
-export interface DeliveryJson {
-  id: number;
-  uuid: string;
-  integration: number;
-  event: string;
-  fingerprint: string;
-  status: DeliveryStatus;
-  attempts: number;
-  /** Seconds since the epoch. */
-  created_at: number;
-  next_attempt_at?: number;
-  last_attempt_at?: number;
-  delivered_at?: number;
-  last_status?: number;
-  last_error?: string;
-  body?: unknown;
-  attempt_log?: Array<{ at: number; status?: number; error?: string; duration_ms: number }>;
 }
 
 const seconds = (ms: number): number => Math.floor(ms / 1000);

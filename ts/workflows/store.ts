@@ -22,10 +22,11 @@ import Database from 'better-sqlite3';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/types.js';
 import type { Trigger, TriggerKind } from './triggers.js';
+import type { DeliveryStatus, IntegrationType } from './wire.js';
 
 export const WORKFLOW_SCHEMA_VERSION = 1;
 
-export type IntegrationType = 'webhook' | 'slack' | 'jira';
+export type { DeliveryStatus, IntegrationType } from './wire.js';
 export const INTEGRATION_TYPES: readonly IntegrationType[] = ['webhook', 'slack', 'jira'];
 
 export interface JiraSettings {
@@ -54,7 +55,6 @@ export interface Integration {
 
 export type NewIntegration = Omit<Integration, 'id' | 'createdAt'>;
 
-export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
 /** What a delivery announces: a trigger's event, or a test message asked for by a person. */
 export type DeliveryEvent = TriggerKind | 'test';
 

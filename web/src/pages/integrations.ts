@@ -10,35 +10,11 @@ import { formatAgo, formatTime, shortFingerprint } from '../format.js';
 import type { PageContext } from '../main.js';
 import { projectHeader } from '../project.js';
 import { href } from '../route.js';
+import type { DeliveryJson, IntegrationJson } from '../../../ts/workflows/wire.js';
 import { adminShell, clipboardButton, needSuperuser, type Project } from './admin.js';
 
-interface Integration {
-  id: number;
-  project: string;
-  type: 'webhook' | 'slack' | 'jira';
-  url: string;
-  triggers: string[];
-  created_at: number;
-  jira?: { project_key: string; issue_type: string; user: string };
-  deliveries?: { pending: number; delivered: number; failed: number };
-}
-interface Delivery {
-  id: number;
-  uuid: string;
-  integration: number;
-  event: string;
-  fingerprint: string;
-  status: 'pending' | 'delivered' | 'failed';
-  attempts: number;
-  created_at: number;
-  next_attempt_at?: number;
-  last_attempt_at?: number;
-  delivered_at?: number;
-  last_status?: number;
-  last_error?: string;
-  body?: unknown;
-  attempt_log?: Array<{ at: number; status?: number; error?: string; duration_ms: number }>;
-}
+type Integration = IntegrationJson;
+type Delivery = DeliveryJson;
 
 const base = (project: string) => `/api/admin/projects/${encodeURIComponent(project)}/integrations`;
 const LOG_PAGE = 50;
