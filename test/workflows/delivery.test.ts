@@ -5,17 +5,12 @@
 import test from 'ava';
 import { Agent, request } from 'undici';
 import { verifySignature } from '../../ts/workflows/index.js';
-import { api, crash, eventually, Receiver, startWorkflowServer, submit } from './helpers.js';
+import { api, crash, eventually, submit, withWorkflowServer } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test.serial('a receiver down for a while gets every message after it returns, each signed, in order', async (t) => {
-  const receiver = await Receiver.start();
-  const s = await startWorkflowServer();
-  t.teardown(async () => {
-    await s.close();
-    await receiver.stop();
-  });
+  const { receiver, s } = await withWorkflowServer(t);
   const add = await api(s.url, s.adminSession, 'POST', '/api/admin/projects/blackhole/integrations', { type: 'webhook', url: receiver.url(), secret: 'k' });
   const id = add.json.integration.id as number;
   await receiver.stop(); // connection refused from now on
@@ -53,7 +48,7 @@ test.serial('a receiver down for a while gets every message after it returns, ea
 });
 
 test.serial('5xx and 429 answers are retried; another 4xx is a final refusal that a retry can send again', async (t) => {
-  const receiver = await Receiver.start();
+  const { receiver, s } = await withWorkflowServer(t);
   let failures = 3;
   let refuse = true;
   receiver.answer = (r) => {
@@ -64,11 +59,6 @@ test.serial('5xx and 429 answers are retried; another 4xx is a final refusal tha
     if (r.path === '/gone' && refuse) return { status: 410, body: 'no such hook' };
     return { status: 204 };
   };
-  const s = await startWorkflowServer();
-  t.teardown(async () => {
-    await s.close();
-    await receiver.stop();
-  });
   const flaky = await api(s.url, s.adminSession, 'POST', '/api/admin/projects/blackhole/integrations', { type: 'webhook', url: receiver.url('/flaky') });
   const gone = await api(s.url, s.adminSession, 'POST', '/api/admin/projects/blackhole/integrations', { type: 'webhook', url: receiver.url('/gone') });
   const c = await submit(s.url, s.token, crash(['sometimes', 'main']));
@@ -105,14 +95,9 @@ test.serial('5xx and 429 answers are retried; another 4xx is a final refusal tha
 });
 
 test.serial('1,000 crashes of one group in 10 s: exactly one new-group message, at most one threshold message per window', async (t) => {
-  const receiver = await Receiver.start();
-  const s = await startWorkflowServer();
+  const { receiver, s } = await withWorkflowServer(t);
   const agent = new Agent({ connections: 16 });
-  t.teardown(async () => {
-    await s.close();
-    await receiver.stop();
-    await agent.close();
-  });
+  t.teardown(() => agent.close());
   for (const [path, trigger] of [['/new', 'new-group'], ['/hour', 'threshold:100/1h'], ['/2s', 'threshold:50/2s']] as const) {
     const r = await api(s.url, s.adminSession, 'POST', '/api/admin/projects/blackhole/integrations', { type: 'webhook', url: receiver.url(path), triggers: [trigger] });
     t.is(r.status, 200);

@@ -6,6 +6,7 @@
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ExecutionContext } from 'ava';
 import { request } from 'undici';
 import { workflowServiceFor, type WorkflowOptions, type WorkflowService } from '../../ts/workflows/index.js';
 import { http as httpCall, report, startServer, tempDir, type TestServer } from '../coroner/helpers.js';
@@ -125,6 +126,20 @@ export async function startWorkflowServer(options: { dataDir?: string; workflows
     throw new Error('the server started no workflow service');
   }
   return { ...server, service };
+}
+
+/** A webhook receiver and a workflow server for one test, both closed when it ends (server first). */
+export async function withWorkflowServer(
+  t: ExecutionContext,
+  options: Parameters<typeof startWorkflowServer>[0] = {},
+): Promise<{ receiver: Receiver; s: WorkflowServer }> {
+  const receiver = await Receiver.start();
+  const s = await startWorkflowServer(options);
+  t.teardown(async () => {
+    await s.close();
+    await receiver.stop();
+  });
+  return { receiver, s };
 }
 
 /** A report whose faulting stack is `frames` (innermost first): one group per distinct list. */

@@ -5,7 +5,7 @@ import test from 'ava';
 import { createProject, createUser } from '../../ts/coroner/admin.js';
 import { startSession } from '../../ts/server/auth.js';
 import { verifySignature } from '../../ts/workflows/index.js';
-import { api, crash, eventually, Receiver, startWorkflowServer, submit } from './helpers.js';
+import { api, crash, eventually, startWorkflowServer, submit, withWorkflowServer } from './helpers.js';
 
 const BASE = '/api/admin/projects/blackhole/integrations';
 
@@ -60,12 +60,7 @@ test.serial('only a superuser manages integrations; bad requests get 400 and unk
 });
 
 test.serial('a test message is delivered and signed; the delivery log pages newest first', async (t) => {
-  const receiver = await Receiver.start();
-  const s = await startWorkflowServer();
-  t.teardown(async () => {
-    await s.close();
-    await receiver.stop();
-  });
+  const { receiver, s } = await withWorkflowServer(t);
   const created = await api(s.url, s.adminSession, 'POST', BASE, { type: 'webhook', url: receiver.url(), secret: 'hush' });
   const id = created.json.integration.id as number;
   const sent = await api(s.url, s.adminSession, 'POST', `${BASE}/${id}/test`);
@@ -98,12 +93,7 @@ test.serial('a test message is delivered and signed; the delivery log pages newe
 });
 
 test.serial('deleting a project forgets its integrations and their queue', async (t) => {
-  const receiver = await Receiver.start();
-  const s = await startWorkflowServer();
-  t.teardown(async () => {
-    await s.close();
-    await receiver.stop();
-  });
+  const { receiver, s } = await withWorkflowServer(t);
   const universe = (await s.store.getUniverse('local'))!;
   const { project } = await createProject(s.store, universe, 'doomed', { withToken: false });
   const r = await api(s.url, s.adminSession, 'POST', '/api/admin/projects/doomed/integrations', { type: 'webhook', url: receiver.url() });

@@ -4,7 +4,7 @@
 import test from 'ava';
 import { request } from 'undici';
 import { verifySignature } from '../../ts/workflows/index.js';
-import { api, crash, Receiver, startWorkflowServer, submit } from './helpers.js';
+import { api, crash, Receiver, startWorkflowServer, submit, withWorkflowServer } from './helpers.js';
 
 async function resolveGroup(base: string, session: string, fingerprint: string): Promise<void> {
   const res = await request(`${base}/api/query?universe=local&project=blackhole`, {
@@ -27,12 +27,7 @@ async function groupStateOverApi(base: string, session: string, fingerprint: str
 }
 
 test.serial('new-group, threshold and regression each fire once for their event and never for the others', async (t) => {
-  const receiver = await Receiver.start();
-  const s = await startWorkflowServer({ publicUrl: 'https://coroner.example.com' });
-  t.teardown(async () => {
-    await s.close();
-    await receiver.stop();
-  });
+  const { receiver, s } = await withWorkflowServer(t, { publicUrl: 'https://coroner.example.com' });
   const add = async (path: string, trigger: string) => {
     const r = await api(s.url, s.adminSession, 'POST', '/api/admin/projects/blackhole/integrations', { type: 'webhook', url: receiver.url(path), secret: `secret-${path}`, triggers: [trigger] });
     t.is(r.status, 200, JSON.stringify(r.json));
@@ -108,12 +103,7 @@ test.serial('new-group, threshold and regression each fire once for their event 
 });
 
 test.serial('an ignored group stays quiet at its threshold; a project without integrations still reopens resolved groups', async (t) => {
-  const receiver = await Receiver.start();
-  const s = await startWorkflowServer();
-  t.teardown(async () => {
-    await s.close();
-    await receiver.stop();
-  });
+  const { receiver, s } = await withWorkflowServer(t);
   const quiet = await submit(s.url, s.token, crash(['noisy_but_known', 'main']));
   const fixed = await submit(s.url, s.token, crash(['fixed_bug', 'main']));
   await s.service.idle();
