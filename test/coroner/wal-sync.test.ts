@@ -10,6 +10,8 @@ import test from 'ava';
 import { publishCommit, WalSync } from '../../ts/store/wal-sync.js';
 import { tempDir } from './helpers.js';
 
+const filesIn = (dir: string) => ({ wal: path.join(dir, 'coroner.db-wal'), database: path.join(dir, 'coroner.db') });
+
 const settled = (sync: WalSync, commit: number) =>
   new Promise<Error | null>((resolve) => sync.after(commit, (err) => resolve(err)));
 
@@ -18,7 +20,7 @@ test('a published commit is released once the WAL sync thread has synced after i
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'coroner.db'), '');
   fs.writeFileSync(path.join(dir, 'coroner.db-wal'), 'frames');
-  const sync = new WalSync(dir);
+  const sync = new WalSync(filesIn(dir));
   t.teardown(() => sync.close());
   const first = publishCommit(sync.commitCounter);
   const second = publishCommit(sync.commitCounter);
@@ -40,7 +42,7 @@ test('a sync that fails fails the commits it covered, with a sentence; later com
   const dir = tempDir('coroner-walsync-');
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   // Neither the WAL nor the database file exists: the sync cannot be done.
-  const sync = new WalSync(dir);
+  const sync = new WalSync(filesIn(dir));
   t.teardown(() => sync.close());
   const lost = publishCommit(sync.commitCounter);
   const err = await settled(sync, lost);
@@ -56,7 +58,7 @@ test('close ends the sync thread; nothing waits or passes afterwards', async (t)
   const dir = tempDir('coroner-walsync-');
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'coroner.db'), '');
-  const sync = new WalSync(dir);
+  const sync = new WalSync(filesIn(dir));
   const commit = publishCommit(sync.commitCounter);
   t.is(await settled(sync, commit), null);
   await sync.close();

@@ -187,7 +187,7 @@ export class SqliteStore implements Store {
     this.db = ops.openDatabase(options.dataDir, { autoCheckpoint: !threads });
     const inline = threads ? undefined : this.db;
     this.maxBatch = options.maxBatch ?? 1000;
-    this.walSync = threads ? new WalSync(options.dataDir) : undefined;
+    this.walSync = threads ? new WalSync({ wal: ops.walPath(options.dataDir), database: ops.databasePath(options.dataDir) }) : undefined;
     this.writer = new Executor(options.dataDir, inline, 'writer', this.maxBatch, this.walSync);
     this.reader = new Executor(options.dataDir, inline, 'reader', this.maxBatch);
     if (threads) {

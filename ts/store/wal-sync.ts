@@ -41,9 +41,10 @@ export class WalSync {
   private failure: Error | undefined;
   private closed = false;
 
-  constructor(dataDir: string) {
+  /** `files`: the WAL, and the database file synced instead when there is no WAL. */
+  constructor(files: { wal: string; database: string }) {
     this.syncer = new Worker(new URL('./wal-syncer.js', import.meta.url), {
-      workerData: { dataDir, counter: this.commitCounter },
+      workerData: { files, counter: this.commitCounter },
     });
     this.syncer.on('message', (m: SyncerMessage) => {
       if (m.error === undefined) {

@@ -6,10 +6,10 @@
 
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { databasePath, walPath } from './sqlite-ops.js';
 import { CLOSING, COMMITTED } from './wal-sync.js';
 
-const { dataDir, counter } = workerData as { dataDir: string; counter: BigInt64Array };
+// The paths come ready-made: this thread loads no more than it needs (not the SQLite module).
+const { files, counter } = workerData as { files: { wal: string; database: string }; counter: BigInt64Array };
 
 let walFd: number | undefined;
 let walIno: number | undefined;
@@ -22,7 +22,7 @@ let walIno: number | undefined;
 function syncWal(): void {
   let ino: number | undefined;
   try {
-    ino = fs.statSync(walPath(dataDir)).ino;
+    ino = fs.statSync(files.wal).ino;
   } catch {
     ino = undefined;
   }
@@ -31,7 +31,7 @@ function syncWal(): void {
     walFd = undefined;
   }
   if (ino === undefined) {
-    const dbFd = fs.openSync(databasePath(dataDir), 'r');
+    const dbFd = fs.openSync(files.database, 'r');
     try {
       fs.fdatasyncSync(dbFd);
     } finally {
@@ -40,7 +40,7 @@ function syncWal(): void {
     return;
   }
   if (walFd === undefined) {
-    walFd = fs.openSync(walPath(dataDir), 'r');
+    walFd = fs.openSync(files.wal, 'r');
     walIno = ino;
   }
   fs.fdatasyncSync(walFd);
