@@ -44,6 +44,8 @@ export interface TestServerOptions {
   dataDir?: string;
   workflows?: WorkflowOptions | false;
   publicUrl?: string;
+  /** Where the server's log lines go (default: nowhere). */
+  log?: (line: string) => void;
 }
 
 /** A server in this process, on a fresh data folder, bootstrapped as `coroner serve` does. */
@@ -55,7 +57,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     store,
     universe: universe.name,
     port: 0,
-    log: () => {},
+    log: options.log ?? (() => {}),
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.workflows !== undefined ? { workflows: options.workflows } : {}),
     ...(options.publicUrl ? { publicUrl: options.publicUrl } : {}),

@@ -81,6 +81,7 @@ export function defaultErrorCode(status: number): number {
     case 405: return 8;
     case 413: return 9;
     case 429: return 10;
+    case 507: return 11;
     default: return status >= 500 ? 1 : 3;
   }
 }

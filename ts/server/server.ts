@@ -16,7 +16,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import zlib from 'node:zlib';
-import { StoreError, type Store, type Universe } from '../store/types.js';
+import { DiskFullError, StoreError, type Store, type Universe } from '../store/types.js';
 import { mountAdmin } from './admin.js';
 import { DEFAULT_SESSION_TTL_SECONDS } from './auth.js';
 import {
@@ -37,6 +37,9 @@ export interface ServerLimits extends SubmissionLimits {
   /** Largest body of a non-submission request (default 16 MiB). */
   maxApiBodyBytes: number;
 }
+
+/** What a 507 (the disk is full) suggests as `Retry-After`. */
+const DISK_FULL_RETRY_SECONDS = 60;
 
 export const DEFAULT_LIMITS: ServerLimits = {
   maxSubmissionBytes: 64 * 1024 * 1024,
@@ -119,6 +122,18 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
   server.headersTimeout = 60 * 1000;
   server.keepAliveTimeout = 65 * 1000;
 
+  // A full disk refuses every write until there is room: say so in the log once a minute, not
+  // once per refused request.
+  let diskFullLoggedAt = 0;
+  let diskFullRefusals = 0;
+  const noteDiskFull = (err: DiskFullError): void => {
+    diskFullRefusals++;
+    const now = Date.now();
+    if (now - diskFullLoggedAt < 60_000) return;
+    log(`the data folder's disk is full (${err.detail}): writes are answered 507 until there is room; ${diskFullRefusals} refused so far`);
+    diskFullLoggedAt = now;
+  };
+
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let url: URL;
     try {
@@ -150,6 +165,10 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
       result = await match.route.handler(ctx);
     } catch (err) {
       if (err instanceof HttpError) return sendError(res, err);
+      if (err instanceof DiskFullError) {
+        noteDiskFull(err);
+        return sendError(res, new HttpError(507, err.message, undefined, { 'Retry-After': String(DISK_FULL_RETRY_SECONDS) }));
+      }
       if (err instanceof StoreError) return sendError(res, new HttpError(400, err.message));
       throw err;
     }

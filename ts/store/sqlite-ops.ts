@@ -761,7 +761,7 @@ export type WorkerRequest =
 export type WorkerResponse =
   /** `durableAfterCommit`: committed to the WAL only, as that commit number; durable once wal-sync.ts says so. */
   | { id: number; ok: true; result: unknown; durableAfterCommit?: number }
-  | { id: number; ok: false; message: string; storeError: boolean };
+  | { id: number; ok: false; message: string; storeError: boolean; diskFull?: boolean };
 
 
 /** A raw submission queued for the writer: prepared (parsed, grouped) there, just before its insert. */

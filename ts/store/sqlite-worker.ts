@@ -19,6 +19,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ops from './sqlite-ops.js';
+import { isDiskFull } from './types.js';
 import { publishCommit } from './wal-sync.js';
 
 export type WorkerRole = 'writer' | 'reader' | 'checkpointer';
@@ -39,7 +40,7 @@ const db = ops.openDatabase(dataDir, {
 type Message = { id: number; request: ops.WorkerRequest };
 
 function failure(id: number, err: unknown): ops.WorkerResponse {
-  return { id, ok: false, message: (err as Error).message, storeError: err instanceof ops.StoreError };
+  return { id, ok: false, message: (err as Error).message, storeError: err instanceof ops.StoreError, diskFull: isDiskFull(err) };
 }
 
 function answer(response: ops.WorkerResponse): void {

@@ -20,6 +20,8 @@ import { Worker } from 'node:worker_threads';
 import * as ops from './sqlite-ops.js';
 import { WalSync } from './wal-sync.js';
 import {
+  DiskFullError,
+  isDiskFull,
   StoreError,
   type ApiToken,
   type AttachmentInfo,
@@ -87,7 +89,7 @@ class Executor {
       }
       this.pending.delete(m.id);
       if (m.ok) p.resolve(m.result);
-      else p.reject(m.storeError ? new StoreError(m.message) : new Error(m.message));
+      else p.reject(m.diskFull ? new DiskFullError(m.message) : m.storeError ? new StoreError(m.message) : new Error(m.message));
     });
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => {
@@ -107,7 +109,7 @@ class Executor {
       try {
         return Promise.resolve(ops.runRequest(this.inlineDb, this.dataDir, request) as T);
       } catch (err) {
-        return Promise.reject(err);
+        return Promise.reject(storeFailure(err));
       }
     }
     if (this.failure || !this.worker) return Promise.reject(this.failure ?? new StoreError('The store is closed.'));
@@ -130,6 +132,11 @@ class Executor {
     this.worker = undefined;
     await w.terminate();
   }
+}
+
+/** A full disk becomes DiskFullError (callers answer it as such); anything else passes as is. */
+function storeFailure(err: unknown): unknown {
+  return isDiskFull(err) ? new DiskFullError((err as Error).message) : err;
 }
 
 /** A crash waiting for the writer: prepared by the caller (`insertCrash`), or raw (`insertSubmission`). */
@@ -246,7 +253,7 @@ export class SqliteStore implements Store {
     try {
       return Promise.resolve(fn());
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(storeFailure(err));
     }
   }
 

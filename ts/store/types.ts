@@ -8,6 +8,23 @@ export class StoreError extends Error {
   override name = 'StoreError';
 }
 
+/**
+ * The disk under the store is full (or the user over quota): nothing of that write was stored,
+ * and it can be tried again once there is room. Not the client's fault, and not a bug either.
+ */
+export class DiskFullError extends Error {
+  override name = 'DiskFullError';
+  constructor(readonly detail: string) {
+    super(`The server's disk is full, so nothing was stored (${detail}). Try again later.`);
+  }
+}
+
+/** True for the errors by which SQLite and the file system say that the disk is full. */
+export function isDiskFull(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /** What `insertSubmission` throws for a report that cannot be taken (not JSON, a bad uuid...): a sentence for the submitter. */
 export class InvalidSubmissionError extends StoreError {
   override name = 'InvalidSubmissionError';

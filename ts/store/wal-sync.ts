@@ -13,6 +13,7 @@
  */
 
 import { Worker } from 'node:worker_threads';
+import { DiskFullError, isDiskFull } from './types.js';
 
 /** Slots of the shared counter (a BigInt64Array: commit numbers never wrap). */
 export const COMMITTED = 0;
@@ -26,7 +27,7 @@ export function publishCommit(counter: BigInt64Array): number {
 }
 
 /** One sync's outcome: commits `from` (exclusive) through `to` are on disk, or not (`error`). */
-type SyncerMessage = { from: number; to: number; error?: string };
+type SyncerMessage = { from: number; to: number; error?: string; code?: string };
 
 /** Failed syncs remembered for answers that arrive after their sync's verdict (a race of a few microseconds). */
 const FAILED_RANGES_KEPT = 16;
@@ -55,7 +56,7 @@ export class WalSync {
       // The commits this sync was to cover are not known to be on disk (after a failed fsync the
       // kernel may have dropped their pages): their submitters hear so; later commits get their
       // own sync.
-      const err = new Error(`The store could not make its write durable: ${m.error}`);
+      const err = isDiskFull({ code: m.code }) ? new DiskFullError(m.error) : new Error(`The store could not make its write durable: ${m.error}`);
       this.failedRanges.push({ from: m.from, to: m.to, err });
       if (this.failedRanges.length > FAILED_RANGES_KEPT) this.failedRanges.shift();
       this.release(m.to, err);

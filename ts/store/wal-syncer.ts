@@ -61,7 +61,7 @@ for (;;) {
     syncWal();
     parentPort?.postMessage({ from: Number(from), to: Number(committed) });
   } catch (err) {
-    parentPort?.postMessage({ from: Number(from), to: Number(committed), error: (err as Error).message });
+    parentPort?.postMessage({ from: Number(from), to: Number(committed), error: (err as Error).message, code: (err as NodeJS.ErrnoException).code });
   }
 }
 if (walFd !== undefined) fs.closeSync(walFd);
