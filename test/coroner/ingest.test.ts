@@ -122,3 +122,39 @@ test('the checkpointer thread, and no other connection, copies the WAL into the 
   t.is(await active.store.countObjects(active.project.id), 4000);
   await active.store.close();
 });
+
+test('a writer thread that dies is replaced: what it held fails, nothing answered is lost, the next crashes are stored', async (t) => {
+  const dataDir = tempDir();
+  const store = await openSqliteStore({ dataDir });
+  t.teardown(() => store.close());
+  const u = await store.createUniverse('local');
+  const p = await store.createProject(u.id, 'proj');
+  const body = Buffer.from('{}');
+  await store.insertCrash(crash(p.id, uuidOf(0), body));
+  // A worker younger than a second is replaced only after a pause (a crash loop); this one is not.
+  await new Promise((r) => setTimeout(r, 1100));
+
+  // The writer is killed while 40 crashes are on their way.
+  const writer = (store as unknown as { writer: { worker: { terminate(): Promise<number> } } }).writer;
+  const outcomes = Array.from({ length: 40 }, (_, i) => store.insertCrash(crash(p.id, uuidOf(i + 1), body)).then(
+    (stored) => ({ ok: true as const, uuid: stored.object.uuid }),
+    (err: Error) => ({ ok: false as const, message: err.message }),
+  ));
+  // They reach the writer on the next turn of the event loop: kill it right after.
+  await new Promise((r) => setImmediate(r));
+  await writer.worker.terminate();
+  const settled = await Promise.all(outcomes);
+  const failed = settled.filter((o) => !o.ok);
+  t.true(failed.length > 0, 'some crashes were in the dead thread');
+  for (const f of failed) t.regex((f as { message: string }).message, /The store's writer thread exited/);
+
+  // The next crashes start a new writer; every crash answered ok, before or after, is stored.
+  for (let i = 41; i <= 45; i++) t.is((await store.insertCrash(crash(p.id, uuidOf(i), body))).existing, false);
+  const answered = [uuidOf(0), ...settled.flatMap((o) => (o.ok ? [o.uuid] : [])), ...[41, 42, 43, 44, 45].map(uuidOf)];
+  const stored = new Set<string>();
+  for await (const o of store.scanObjects(p.id)) stored.add(o.uuid);
+  for (const uuid of answered) t.true(stored.has(uuid), `crash ${uuid} was answered and is stored`);
+  // A crash whose answer was lost with the thread may be stored too: its retry is a duplicate.
+  const retried = await store.insertCrash(crash(p.id, uuidOf(1), body));
+  t.is(retried.object.uuid, uuidOf(1));
+});

@@ -56,26 +56,39 @@ type WorkerRequest = ops.WorkerRequest;
 type WorkerResponse = ops.WorkerResponse;
 type RawCrash = ops.RawCrash;
 
-/** Runs requests on a worker thread (or inline), one at a time per worker, in order. */
+/** A worker that lived less than this before it died is not replaced until this much time has passed. */
+const RESPAWN_PAUSE_MS = 1000;
+
+/**
+ * Runs requests on a worker thread (or inline), one at a time per worker, in order. A worker that
+ * dies (a native crash, an exhausted heap) fails the requests it held and is replaced by the next
+ * request, so one bad moment does not stop ingestion for the life of the server; one that dies
+ * right after starting is replaced no more than once a second.
+ */
 class Executor {
   private worker: Worker | undefined;
+  private spawnedAt = 0;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private failure: Error | undefined;
+  private lost: { at: number; err: Error; quick: boolean } | undefined;
+  private closed = false;
 
   constructor(
     private readonly dataDir: string,
     private readonly inlineDb: ops.Db | undefined,
-    role: 'writer' | 'reader' | 'checkpointer',
-    maxBatch: number,
+    private readonly role: 'writer' | 'reader' | 'checkpointer',
+    private readonly maxBatch: number,
     /** Holds answers that say `durableAfterCommit` until that commit is synced (the writer's). */
     private readonly walSync?: WalSync,
   ) {
-    if (inlineDb) return;
-    this.worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), {
-      workerData: { dataDir, role, maxBatch, commitCounter: walSync?.commitCounter },
+    if (!inlineDb) this.spawn();
+  }
+
+  private spawn(): Worker {
+    const worker = new Worker(new URL('./sqlite-worker.js', import.meta.url), {
+      workerData: { dataDir: this.dataDir, role: this.role, maxBatch: this.maxBatch, commitCounter: this.walSync?.commitCounter },
     });
-    this.worker.on('message', (m: WorkerResponse) => {
+    worker.on('message', (m: WorkerResponse) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       if (m.ok && m.durableAfterCommit !== undefined && this.walSync) {
@@ -91,16 +104,24 @@ class Executor {
       if (m.ok) p.resolve(m.result);
       else p.reject(m.diskFull ? new DiskFullError(m.message) : m.storeError ? new StoreError(m.message) : new Error(m.message));
     });
-    this.worker.on('error', (err) => this.fail(err));
-    this.worker.on('exit', (code) => {
-      if (this.worker) this.fail(new Error(`The store's worker thread exited (code ${code}).`));
-    });
+    worker.on('error', (err) => this.onLost(worker, err));
+    worker.on('exit', (code) => this.onLost(worker, new Error(`The store's ${this.role} thread exited (code ${code}).`)));
+    this.worker = worker;
+    this.spawnedAt = Date.now();
+    return worker;
   }
 
-  private fail(err: Error): void {
-    this.failure = err;
+  /**
+   * The worker is gone: what it held fails (a crash it had committed but not answered is stored,
+   * and the client's retry finds it by its uuid), and the next request starts a new one.
+   */
+  private onLost(worker: Worker, err: Error): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    this.lost = { at: Date.now(), err, quick: Date.now() - this.spawnedAt < RESPAWN_PAUSE_MS };
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    void worker.terminate();
   }
 
   /** Runs `request`; buffers in `transfer` move to the worker (unusable here afterwards). */
@@ -112,15 +133,21 @@ class Executor {
         return Promise.reject(storeFailure(err));
       }
     }
-    if (this.failure || !this.worker) return Promise.reject(this.failure ?? new StoreError('The store is closed.'));
+    if (this.closed) return Promise.reject(new StoreError('The store is closed.'));
+    let worker = this.worker;
+    if (!worker) {
+      if (this.lost?.quick && Date.now() - this.lost.at < RESPAWN_PAUSE_MS) return Promise.reject(this.lost.err);
+      worker = this.spawn();
+    }
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.worker!.postMessage({ id, request }, transfer);
+      worker.postMessage({ id, request }, transfer);
     });
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const w = this.worker;
     if (!w) return;
     // Let what was sent finish: the worker answers in order.
