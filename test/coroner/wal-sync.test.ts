@@ -6,6 +6,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import test from 'ava';
 import { publishCommit, WalSync } from '../../ts/store/wal-sync.js';
 import { tempDir } from './helpers.js';
@@ -66,4 +67,33 @@ test('close ends the sync thread; nothing waits or passes afterwards', async (t)
   t.regex(after?.message ?? '', /closed/);
   // A second close is harmless.
   await sync.close();
+});
+
+test('a sync thread that dies is replaced; commits waiting on it are released by the new one', async (t) => {
+  const dir = tempDir('coroner-walsync-');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'coroner.db-wal'), 'frames');
+  const sync = new WalSync(filesIn(dir));
+  t.teardown(() => sync.close());
+  const syncerOf = () => (sync as unknown as { syncer: Worker | undefined }).syncer;
+
+  // Killed right after starting: something is persistently wrong, so its waiters hear of it
+  // (one waits for the next commit, not yet made, so that no sync can release it first)...
+  const first = syncerOf()!;
+  const heldAtDeath = settled(sync, Number(Atomics.load(sync.commitCounter, 0)) + 1);
+  await first.terminate();
+  t.regex((await heldAtDeath)?.message ?? '', /WAL sync thread exited/);
+  // ...and a commit made while there is no thread waits for the next one, a second on.
+  t.is(await settled(sync, publishCommit(sync.commitCounter)), null);
+  t.not(syncerOf(), first);
+
+  // Killed after a while: replaced at once, and a commit waiting on it is simply released.
+  await new Promise((r) => setTimeout(r, 1100));
+  const second = syncerOf()!;
+  const commit = publishCommit(sync.commitCounter);
+  const waiting = settled(sync, commit + 1);
+  await second.terminate();
+  publishCommit(sync.commitCounter);
+  t.is(await waiting, null);
+  t.not(syncerOf(), second);
 });

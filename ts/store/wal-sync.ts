@@ -32,10 +32,15 @@ type SyncerMessage = { from: number; to: number; error?: string; code?: string }
 /** Failed syncs remembered for answers that arrive after their sync's verdict (a race of a few microseconds). */
 const FAILED_RANGES_KEPT = 16;
 
+/** A sync thread that lived less than this before it died fails its waiters and is replaced after this long. */
+const RESPAWN_PAUSE_MS = 1000;
+
 export class WalSync {
   /** Shared with the writer (workerData) and the syncer thread. */
   readonly commitCounter = new BigInt64Array(new SharedArrayBuffer(16));
-  private readonly syncer: Worker;
+  private syncer: Worker | undefined;
+  private spawnedAt = 0;
+  private respawnTimer: NodeJS.Timeout | undefined;
   private synced = 0;
   private waiting: Array<{ commit: number; then: (err: Error | null) => void }> = [];
   private failedRanges: Array<{ from: number; to: number; err: Error }> = [];
@@ -43,11 +48,15 @@ export class WalSync {
   private closed = false;
 
   /** `files`: the WAL, and the database file synced instead when there is no WAL. */
-  constructor(files: { wal: string; database: string }) {
-    this.syncer = new Worker(new URL('./wal-syncer.js', import.meta.url), {
-      workerData: { files, counter: this.commitCounter },
+  constructor(private readonly files: { wal: string; database: string }) {
+    this.spawn();
+  }
+
+  private spawn(): void {
+    const syncer = new Worker(new URL('./wal-syncer.js', import.meta.url), {
+      workerData: { files: this.files, counter: this.commitCounter },
     });
-    this.syncer.on('message', (m: SyncerMessage) => {
+    syncer.on('message', (m: SyncerMessage) => {
       if (m.error === undefined) {
         this.synced = Math.max(this.synced, m.to);
         this.release(m.to, null);
@@ -61,10 +70,30 @@ export class WalSync {
       if (this.failedRanges.length > FAILED_RANGES_KEPT) this.failedRanges.shift();
       this.release(m.to, err);
     });
-    this.syncer.on('error', (err) => this.fail(err));
-    this.syncer.on('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`The store's WAL sync thread exited (code ${code}).`));
-    });
+    syncer.on('error', (err) => this.onLost(syncer, err));
+    syncer.on('exit', (code) => this.onLost(syncer, new Error(`The store's WAL sync thread exited (code ${code}).`)));
+    this.syncer = syncer;
+    this.spawnedAt = Date.now();
+  }
+
+  /**
+   * The sync thread died. A new one starts from the commit counter and its first sync covers
+   * every commit so far, so those waiting just wait for it; but when the thread died right after
+   * starting, something is persistently wrong: the waiters fail, and the next try is a second on.
+   */
+  private onLost(syncer: Worker, err: Error): void {
+    if (this.syncer !== syncer || this.closed) return;
+    this.syncer = undefined;
+    void syncer.terminate();
+    if (Date.now() - this.spawnedAt >= RESPAWN_PAUSE_MS) {
+      this.spawn();
+      return;
+    }
+    for (const w of this.waiting.splice(0)) w.then(err);
+    this.respawnTimer = setTimeout(() => {
+      this.respawnTimer = undefined;
+      if (!this.closed) this.spawn();
+    }, RESPAWN_PAUSE_MS);
   }
 
   /** Calls `then` once commit number `commit` (from `publishCommit`) is durable, or with the error that stopped it. */
@@ -79,11 +108,12 @@ export class WalSync {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.respawnTimer) clearTimeout(this.respawnTimer);
     Atomics.store(this.commitCounter, CLOSING, 1n);
     Atomics.notify(this.commitCounter, COMMITTED);
-    const exited = new Promise<void>((resolve) => this.syncer.once('exit', () => resolve()));
+    const syncer = this.syncer;
     // The syncer finishes the sync it is in and any commit published before CLOSING, then ends.
-    await exited;
+    if (syncer) await new Promise<void>((resolve) => syncer.once('exit', () => resolve()));
     this.fail(new Error('The store is closed.'));
   }
 
