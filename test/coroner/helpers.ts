@@ -11,6 +11,7 @@ import { request } from 'undici';
 import { bootstrap, syncClientConfig } from '../../ts/coroner/admin.js';
 import { startSession } from '../../ts/server/auth.js';
 import { createCoronerServer, type CoronerServer, type ServerLimits } from '../../ts/server/server.js';
+import type { RetentionOptions } from '../../ts/coroner/retention.js';
 import { openSqliteStore, type SqliteStore } from '../../ts/store/sqlite.js';
 import type { Project } from '../../ts/store/types.js';
 import type { WorkflowOptions } from '../../ts/workflows/index.js';
@@ -46,6 +47,7 @@ export interface TestServerOptions {
   publicUrl?: string;
   /** Where the server's log lines go (default: nowhere). */
   log?: (line: string) => void;
+  retention?: RetentionOptions | false;
 }
 
 /** A server in this process, on a fresh data folder, bootstrapped as `coroner serve` does. */
@@ -61,6 +63,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.workflows !== undefined ? { workflows: options.workflows } : {}),
     ...(options.publicUrl ? { publicUrl: options.publicUrl } : {}),
+    ...(options.retention !== undefined ? { retention: options.retention } : {}),
   });
   await server.listen();
   const configPath = syncClientConfig(dataDir, universe.name, server.url(), created?.token);

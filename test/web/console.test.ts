@@ -104,6 +104,21 @@ test.serial('log in, create a project and a token, submit a real snapshot, find 
   t.is(await page.evaluate(() => navigator.clipboard.readText()), token);
   await screenshot(page, '03-tokens');
 
+  // Back on Projects: webapp keeps its crashes for 90 days; a duration the server cannot read is
+  // refused beside the form.
+  await navigate(page, 'admin-projects', () => page.click('header nav a[href="#/admin"]'));
+  const retention = 'tr[data-project=webapp] form.retention';
+  t.is(await page.inputValue(`${retention} input[name=max_age]`), 'off');
+  await page.fill(`${retention} input[name=max_age]`, 'soon');
+  await page.click(`${retention} button[type=submit]`);
+  await page.waitForSelector(`${retention} .error:not([hidden])`);
+  t.regex((await page.textContent(`${retention} .error`)) ?? '', /"soon" is not a retention/);
+  await page.fill(`${retention} input[name=max_age]`, '90d');
+  await page.click(`${retention} button[type=submit]`);
+  // The page redraws with the stored value.
+  await page.waitForFunction(`document.querySelector('tr[data-project=webapp] form.retention input')?.value === '90d'`);
+  t.is((await s.store.getProject(s.project.universeId, 'webapp'))!.retentionSeconds, 90 * 86_400);
+
   // A real snapshot (ptrace of the c-segv-O2 corpus core) with an attachment, submitted with that token.
   const dir = tempDir('web-test-');
   const snapFile = await corpusSnapshot('c-segv-O2', dir);

@@ -22,6 +22,16 @@ export function parseDuration(text: string): number | null {
   return value * unit;
 }
 
+/**
+ * Seconds as `parseDuration` reads them back, in days, hours, minutes or seconds: the largest that
+ * divides them evenly (`7776000` is `90d`, not `3M`; `90000` is `25h`). Pure: the web console
+ * shows retentions with it too.
+ */
+export function formatDuration(seconds: number): string {
+  const [unit, size] = (['d', 'h', 'm', 's'] as const).map((u) => [u, DURATION_UNITS[u]!] as const).find(([, size]) => seconds % size === 0) ?? ['s', 1];
+  return `${seconds / size}${unit}`;
+}
+
 export type Quota = { kind: 'percent'; percent: number } | { kind: 'bytes'; bytes: number };
 
 const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import ini from 'ini';
+import { parseDuration } from '../config/units.js';
 import { createSubmissionToken, hashPassword, newPassword } from '../server/auth.js';
 import { StoreError, type ApiToken, type Project, type Store, type Universe, type User } from '../store/types.js';
 
@@ -71,6 +72,25 @@ export async function deleteProject(store: Store, universe: Universe, name: stri
   const project = await requireProject(store, universe, name);
   await wrap(() => store.deleteProject(project.id));
   return project;
+}
+
+/**
+ * Sets how long a project keeps its crashes: a duration as coresnap.conf writes them (`90d`,
+ * `12h`, `2w`, `6M`), or `off` (null) to keep them for ever. ts/coroner/retention.ts deletes what
+ * is older.
+ */
+export async function setRetention(store: Store, universe: Universe, name: string, maxAge: string | null): Promise<Project> {
+  const project = await requireProject(store, universe, name);
+  let seconds: number | null = null;
+  if (maxAge !== null && maxAge.trim().toLowerCase() !== 'off') {
+    const parsed = parseDuration(maxAge);
+    if (parsed === null || parsed < 1) {
+      throw new AdminError(`"${maxAge}" is not a retention: give a duration such as 90d, 12h, 2w or 6M (s, m, h, d, w, M), or off.`);
+    }
+    seconds = Math.round(parsed);
+  }
+  await wrap(() => store.setProjectRetention(project.id, seconds));
+  return { ...project, retentionSeconds: seconds };
 }
 
 export async function createToken(

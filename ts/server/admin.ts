@@ -15,6 +15,7 @@ const projectJson = (p: Project & { tokens?: ApiToken[] }) => ({
   id: p.id,
   name: p.name,
   created_at: p.createdAt,
+  retention_seconds: p.retentionSeconds,
   ...(p.tokens ? { tokens: p.tokens.map(tokenJson) } : {}),
 });
 const tokenJson = (t: ApiToken & { project?: string }) => ({
@@ -73,6 +74,13 @@ export function mountAdmin(router: Router): void {
     const auth = await ctx.requireSuperuser();
     const project = await run(() => admin.deleteProject(ctx.store, auth.universe, ctx.params.name!));
     return { deleted: projectJson(project) };
+  });
+
+  router.route('PUT', '/api/admin/projects/:name/retention', async (ctx) => {
+    const auth = await ctx.requireSuperuser();
+    const body = bodyObject(ctx);
+    const maxAge = body.max_age === null ? null : stringField(body, 'max_age', true);
+    return { project: projectJson(await run(() => admin.setRetention(ctx.store, auth.universe, ctx.params.name!, maxAge))) };
   });
 
   // Tokens.

@@ -16,6 +16,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import zlib from 'node:zlib';
+import { RetentionService, type RetentionOptions } from '../coroner/retention.js';
 import { DiskFullError, StoreError, type Store, type Universe } from '../store/types.js';
 import { mountAdmin } from './admin.js';
 import { DEFAULT_SESSION_TTL_SECONDS } from './auth.js';
@@ -67,6 +68,8 @@ export interface CoronerServerOptions {
   workflows?: WorkflowOptions | false;
   /** The base URL people reach the console at, for links in messages (default: the listen address). */
   publicUrl?: string;
+  /** Project retention (ts/coroner/retention.ts): tuning, or false to delete nothing (default on). */
+  retention?: RetentionOptions | false;
 }
 
 export interface CoronerServer {
@@ -79,6 +82,8 @@ export interface CoronerServer {
   /** The base URL clients use, e.g. `http://127.0.0.1:6097`. */
   url(): string;
   readonly endpoints: { post: PostEndpoint[] };
+  /** Deletes crashes past their project's retention; undefined when turned off. */
+  readonly retention: RetentionService | undefined;
   close(): Promise<void>;
 }
 
@@ -98,6 +103,7 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
   const queryApi = options.mountQueryApi !== false ? await mountQueryApi(router, log) : undefined;
   if (options.mountWebConsole !== false) await mountWebConsole(router, log);
   mountIntegrations(router);
+  const retention = options.retention === false ? undefined : new RetentionService(store, { log, ...options.retention });
   const workflows =
     options.workflows === false
       ? undefined
@@ -241,6 +247,7 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
     universe,
     limits,
     endpoints,
+    retention,
     listen() {
       return new Promise<number>((resolve, reject) => {
         server.once('error', reject);
@@ -254,6 +261,7 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
         // Before any request is read: the evaluator must see every insert. A broken workflow
         // store must not stop the server from taking crashes.
         await workflows?.start().catch((err: unknown) => log(`workflow integrations are off: ${(err as Error).message}`));
+        retention?.start();
         return bound;
       });
     },
@@ -266,6 +274,7 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
         server.close(() => resolve());
         server.closeIdleConnections();
       });
+      await retention?.close();
       await workflows?.close();
       queryApi?.closeQueryService?.(store);
     },

@@ -34,7 +34,8 @@ import type {
   User,
 } from './types.js';
 
-export const SCHEMA_VERSION = 1;
+/** 2: projects.retention_seconds. */
+export const SCHEMA_VERSION = 2;
 /** Blobs up to this size live in the database (one fsync per batch); larger ones in files. */
 export const INLINE_BLOB_LIMIT = 256 * 1024;
 
@@ -122,6 +123,7 @@ function migrate(db: Db): void {
       name TEXT NOT NULL,
       created_at INTEGER NOT NULL,
       next_object_id INTEGER NOT NULL DEFAULT 1,
+      retention_seconds INTEGER,
       UNIQUE (universe_id, name)
     );
     CREATE TABLE IF NOT EXISTS users (
@@ -216,14 +218,24 @@ function migrate(db: Db): void {
     throw new StoreError(
       `The data folder was written by a newer coroner (schema ${row.value}; this one knows ${SCHEMA_VERSION}).`,
     );
+  } else if (Number(row.value) < SCHEMA_VERSION) {
+    upgrade(db, Number(row.value));
   }
+}
+
+/** Brings a data folder written by an older coroner up to SCHEMA_VERSION, in one transaction. */
+function upgrade(db: Db, from: number): void {
+  db.transaction(() => {
+    if (from < 2) db.exec(`ALTER TABLE projects ADD COLUMN retention_seconds INTEGER`);
+    stmt(db, `UPDATE meta SET value = ? WHERE key = 'schema_version'`).run(String(SCHEMA_VERSION));
+  }).immediate();
 }
 
 const now = (): number => Math.floor(Date.now() / 1000);
 
 // ---- rows -> interface objects
 
-interface ProjectRow { id: number; universe_id: number; name: string; created_at: number }
+interface ProjectRow { id: number; universe_id: number; name: string; created_at: number; retention_seconds: number | null }
 interface UserRow { uid: number; universe_id: number; username: string; email: string; password_hash: string; superuser: number; created_at: number }
 interface TokenRow { id: string; project_id: number; name: string; owner_uid: number; capabilities: string; created_at: number; revoked_at: number | null }
 interface ObjectRow {
@@ -232,7 +244,9 @@ interface ObjectRow {
 }
 interface AttachmentRow { id: number; object_id: number; name: string; size: number; content_type: string }
 
-const toProject = (r: ProjectRow): Project => ({ id: r.id, universeId: r.universe_id, name: r.name, createdAt: r.created_at });
+const toProject = (r: ProjectRow): Project => ({
+  id: r.id, universeId: r.universe_id, name: r.name, createdAt: r.created_at, retentionSeconds: r.retention_seconds,
+});
 const toUser = (r: UserRow): User => ({
   uid: r.uid, universeId: r.universe_id, username: r.username, email: r.email, superuser: r.superuser !== 0, createdAt: r.created_at,
 });
@@ -313,14 +327,14 @@ export function createUniverse(db: Db, name: string): Universe {
 }
 
 export function listProjects(db: Db, universeId: number): Project[] {
-  return (stmt(db, `SELECT id, universe_id, name, created_at FROM projects WHERE universe_id = ? ORDER BY name`).all(universeId) as ProjectRow[]).map(toProject);
+  return (stmt(db, `SELECT id, universe_id, name, created_at, retention_seconds FROM projects WHERE universe_id = ? ORDER BY name`).all(universeId) as ProjectRow[]).map(toProject);
 }
 export function getProject(db: Db, universeId: number, name: string): Project | undefined {
-  const r = stmt(db, `SELECT id, universe_id, name, created_at FROM projects WHERE universe_id = ? AND name = ?`).get(universeId, name) as ProjectRow | undefined;
+  const r = stmt(db, `SELECT id, universe_id, name, created_at, retention_seconds FROM projects WHERE universe_id = ? AND name = ?`).get(universeId, name) as ProjectRow | undefined;
   return r && toProject(r);
 }
 export function getProjectById(db: Db, id: number): Project | undefined {
-  const r = stmt(db, `SELECT id, universe_id, name, created_at FROM projects WHERE id = ?`).get(id) as ProjectRow | undefined;
+  const r = stmt(db, `SELECT id, universe_id, name, created_at, retention_seconds FROM projects WHERE id = ?`).get(id) as ProjectRow | undefined;
   return r && toProject(r);
 }
 export function createProject(db: Db, universeId: number, name: string): Project {
@@ -329,12 +343,34 @@ export function createProject(db: Db, universeId: number, name: string): Project
   const createdAt = now();
   try {
     const info = stmt(db, `INSERT INTO projects (universe_id, name, created_at) VALUES (?, ?, ?)`).run(universeId, name, createdAt);
-    return { id: Number(info.lastInsertRowid), universeId, name, createdAt };
+    return { id: Number(info.lastInsertRowid), universeId, name, createdAt, retentionSeconds: null };
   } catch (err) {
     if (isUniqueViolation(err)) throw new StoreError(`A project named "${name}" already exists.`);
     throw err;
   }
 }
+export function setProjectRetention(db: Db, projectId: number, seconds: number | null): void {
+  if (seconds !== null && !(Number.isSafeInteger(seconds) && seconds > 0)) throw new StoreError('A retention must be a whole number of seconds above zero, or none.');
+  const info = stmt(db, `UPDATE projects SET retention_seconds = ? WHERE id = ?`).run(seconds, projectId);
+  if (info.changes === 0) throw new StoreError(`There is no project with id ${projectId}.`);
+}
+
+/**
+ * The ids of the project's oldest crashes received before `before` (seconds since the epoch), at
+ * most `limit`. Walks the objects in id order and stops at the first one that is young enough:
+ * ids count up as crashes arrive, so this reads only what it deletes, with no index on receipt
+ * times (a crash received out of order only holds the purge back until it is old enough too).
+ */
+function expiredObjectIds(db: Db, projectId: number, before: number, limit: number): number[] {
+  const rows = stmt(db, `SELECT id, received_at FROM objects WHERE project_id = ? ORDER BY id LIMIT ?`).all(projectId, limit) as Array<{ id: number; received_at: number }>;
+  const ids: number[] = [];
+  for (const r of rows) {
+    if (r.received_at >= before) break;
+    ids.push(r.id);
+  }
+  return ids;
+}
+
 /** Deletes the project and everything in it; returns the blob files to unlink once committed. */
 export function deleteProject(db: Db, projectId: number): string[] {
   return db.transaction(() => {
@@ -752,6 +788,7 @@ export type WorkerRequest =
   | { op: 'addAttachment'; projectId: number; objectId: number; name: string; contentType: string; data: Uint8Array }
   | { op: 'setObjectAttributes'; projectId: number; ids: number[]; values: Record<string, AttributeValue> }
   | { op: 'deleteObjects'; projectId: number; ids: number[] }
+  | { op: 'deleteExpired'; projectId: number; before: number; limit: number }
   | { op: 'deleteProject'; projectId: number }
   | { op: 'scanPage'; projectId: number; afterId: number; limit: number }
   | { op: 'getReportBody'; projectId: number; id: number }
@@ -900,6 +937,15 @@ export function runRequest(db: Db, dataDir: string, request: WorkerRequest): unk
       const { deleted, files } = deleteObjects(db, request.projectId, request.ids);
       for (const f of files) unlinkQuietly(dataDir, f);
       return deleted;
+    }
+    case 'deleteExpired': {
+      // Chosen and deleted in one transaction: nothing received meanwhile can slip in.
+      const { ids, files } = db.transaction(() => {
+        const expired = expiredObjectIds(db, request.projectId, request.before, request.limit);
+        return { ids: expired, files: expired.length ? deleteObjects(db, request.projectId, expired).files : [] };
+      }).immediate();
+      for (const f of files) unlinkQuietly(dataDir, f);
+      return ids;
     }
     case 'deleteProject': {
       const files = deleteProject(db, request.projectId);

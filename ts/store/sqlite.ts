@@ -301,6 +301,10 @@ export class SqliteStore implements Store {
     this.events.emit('change', { projectId, kind: 'delete', ids: [] } satisfies ChangeEvent);
   }
 
+  setProjectRetention(projectId: number, seconds: number | null): Promise<void> {
+    return this.configWrite(() => ops.setProjectRetention(this.db, projectId, seconds));
+  }
+
   createUser(universeId: number, username: string, email: string, passwordHash: string, superuser: boolean): Promise<User> {
     return this.configWrite(() => ops.createUser(this.db, universeId, username, email, passwordHash, superuser));
   }
@@ -442,6 +446,13 @@ export class SqliteStore implements Store {
     const n = await this.writer.run<number>({ op: 'deleteObjects', projectId, ids });
     if (n) this.emitChange({ projectId, kind: 'delete', ids });
     return n;
+  }
+
+  async deleteExpired(projectId: number, before: number, limit: number): Promise<number[]> {
+    this.wroteSinceCheckpoint = true;
+    const ids = await this.writer.run<number[]>({ op: 'deleteExpired', projectId, before, limit });
+    if (ids.length) this.emitChange({ projectId, kind: 'delete', ids });
+    return ids;
   }
 
   onChange(listener: (event: ChangeEvent) => void): () => void {

@@ -48,6 +48,8 @@ export interface Project {
   universeId: number;
   name: string;
   createdAt: number;
+  /** Crashes received longer ago than this many seconds are deleted (ts/coroner/retention.ts); null keeps them. */
+  retentionSeconds: number | null;
 }
 
 export interface User {
@@ -189,6 +191,8 @@ export interface Store {
   getProjectById(id: number): Promise<Project | undefined>;
   createProject(universeId: number, name: string): Promise<Project>;
   deleteProject(projectId: number): Promise<void>;
+  /** How long the project keeps its crashes, in seconds after receipt (null: for ever). */
+  setProjectRetention(projectId: number, seconds: number | null): Promise<void>;
 
   createUser(universeId: number, username: string, email: string, passwordHash: string, superuser: boolean): Promise<User>;
   getUser(universeId: number, username: string): Promise<(User & { passwordHash: string }) | undefined>;
@@ -245,6 +249,8 @@ export interface Store {
   scanObjects(projectId: number, afterId?: number): AsyncIterable<CrashObject>;
   setObjectAttributes(projectId: number, ids: number[], values: Record<string, AttributeValue>): Promise<number>;
   deleteObjects(projectId: number, ids: number[]): Promise<number>;
+  /** Deletes up to `limit` of the project's oldest crashes received before `before` (seconds since the epoch); returns their ids. */
+  deleteExpired(projectId: number, before: number, limit: number): Promise<number[]>;
   /** Called after each durable insert or change, so caches (the query engine's) stay current. */
   onChange(listener: (event: StoreChange) => void): () => void;
 }

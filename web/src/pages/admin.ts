@@ -8,6 +8,7 @@ import { apiJson, session } from '../api.js';
 import { h, link, type Child } from '../dom.js';
 import { formatTime } from '../format.js';
 import type { PageContext } from '../main.js';
+import { formatDuration } from '../../../ts/config/units.js';
 import { projectHeader } from '../project.js';
 import { href } from '../route.js';
 
@@ -23,7 +24,28 @@ export interface Project {
   id: number;
   name: string;
   created_at: number;
+  /** Seconds after receipt that crashes are kept; null: for ever. */
+  retention_seconds: number | null;
   tokens?: Token[];
+}
+
+/** `90d`, `12h`, `off`: a retention as `coroner project retention` takes it. */
+const retentionText = (seconds: number | null): string => (seconds === null ? 'off' : formatDuration(seconds));
+
+/** A project's retention, changed in place: a duration (90d, 12h, 2w, 6M) or off. */
+function retentionForm(ctx: PageContext, p: Project): HTMLFormElement {
+  const input = h('input', {
+    name: 'max_age',
+    value: retentionText(p.retention_seconds),
+    size: 6,
+    'aria-label': `how long ${p.name} keeps its crashes`,
+    title: 'Crashes received longer ago than this are deleted: 90d, 12h, 2w, 6M… or off to keep them all.',
+  });
+  return actionForm('retention', [input], 'Set', async () => {
+    const text = input.value.trim();
+    await apiJson('PUT', `/api/admin/projects/${encodeURIComponent(p.name)}/retention`, {}, { max_age: text === '' || text === 'off' ? null : text });
+    ctx.refresh();
+  });
 }
 interface User {
   uid: number;
@@ -110,7 +132,7 @@ export async function adminProjectsPage(ctx: PageContext): Promise<void> {
     h(
       'table',
       { class: 'list admin-projects' },
-      h('thead', null, h('tr', null, h('th', null, 'Project'), h('th', null, 'Created'), h('th', { class: 'num' }, 'Tokens'), h('th', null, ''))),
+      h('thead', null, h('tr', null, h('th', null, 'Project'), h('th', null, 'Created'), h('th', null, 'Keeps crashes for'), h('th', { class: 'num' }, 'Tokens'), h('th', null, ''))),
       h(
         'tbody',
         null,
@@ -120,6 +142,7 @@ export async function adminProjectsPage(ctx: PageContext): Promise<void> {
             { 'data-project': p.name },
             h('td', null, link(href(['p', p.name]), p.name)),
             h('td', null, formatTime(p.created_at)),
+            h('td', null, retentionForm(ctx, p)),
             h('td', { class: 'num' }, String(p.tokens?.length ?? 0)),
             h(
               'td',
