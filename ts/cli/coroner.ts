@@ -7,12 +7,14 @@
  *   coroner project|token|user create|list|delete ... [--data DIR] [--json]
  *   coroner grouping show|set|explain ... [--data DIR]
  *   coroner integration add|list|remove|log|retry ... [--data DIR]
+ *   coroner backup <dir> [--data DIR]
  */
 
 import { Command, CommanderError } from 'commander';
 import { AdminError } from '../coroner/admin.js';
 import { GroupingRulesError } from '../grouping/rules.js';
 import { StoreError } from '../store/types.js';
+import { registerBackup } from './coroner-backup.js';
 import { registerGrouping } from './coroner-grouping.js';
 import { registerIntegration } from './coroner-integration.js';
 import { registerProject } from './coroner-project.js';
@@ -36,6 +38,7 @@ export function coronerProgram(): Command {
   registerUser(program);
   registerGrouping(program);
   registerIntegration(program);
+  registerBackup(program);
   return program;
 }
 
