@@ -22,7 +22,7 @@ const reportBody = (i: number) =>
     attributes: { hostname: 'full-disk-host', padding: 'x'.repeat(4000) },
   });
 
-test.serial('a full disk: 507 with a sentence and Retry-After, one log line, nothing acknowledged lost, ingestion resumes when there is room', async (t) => {
+test.serial('a full disk: 507 with a sentence and Retry-After, one log line, /api/health 503, nothing acknowledged lost, ingestion resumes when there is room', async (t) => {
   const mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), 'coroner-full-disk-'));
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mountPoint], { stdio: 'pipe' });
@@ -43,6 +43,12 @@ test.serial('a full disk: 507 with a sentence and Retry-After, one log line, not
     if (open) await s.close();
   });
   const submit = (i: number) => http(`${s.url}/post?format=json&token=${s.token}`, { body: reportBody(i), headers: { 'content-type': 'application/json' } });
+
+  const health = () => http(`${s.url}/api/health`);
+  const healthy = await health();
+  t.is(healthy.status, 200, healthy.text);
+  t.is(healthy.json.status, 'ok');
+  t.regex(healthy.json.version, /^\d+\.\d+\.\d+/);
 
   const acknowledged: string[] = [];
   const refused: HttpResult[] = [];
@@ -69,6 +75,10 @@ test.serial('a full disk: 507 with a sentence and Retry-After, one log line, not
   t.is(counted.status, 200, counted.text);
   t.is(counted.json.response.values[0][2], acknowledged.length, 'the query counts every acknowledged report');
   t.is(await s.store.countObjects(s.project.id), acknowledged.length);
+  // Monitors hear of it.
+  const full = await health();
+  t.is(full.status, 503);
+  t.is(full.json.status, 'disk_full');
 
   // Room again: the same server takes reports again without being told.
   execFileSync('mount', ['-o', 'remount,size=64m', mountPoint]);
@@ -77,6 +87,7 @@ test.serial('a full disk: 507 with a sentence and Retry-After, one log line, not
     t.is(r.status, 200, r.text);
     acknowledged.push(r.json._rxid as string);
   }
+  t.is((await health()).json.status, 'ok', 'a write that went through clears it');
 
   // A restart keeps every acknowledged report.
   await s.close();

@@ -15,13 +15,16 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import zlib from 'node:zlib';
 import { RetentionService, type RetentionOptions } from '../coroner/retention.js';
 import { DiskFullError, StoreError, type Store, type Universe } from '../store/types.js';
 import { mountAdmin } from './admin.js';
+import { packageRoot } from '../native/index.js';
 import { DEFAULT_SESSION_TTL_SECONDS } from './auth.js';
 import {
   HttpError,
+  jsonResponse,
   Router,
   sendError,
   sendJson,
@@ -37,6 +40,13 @@ import { createWorkflowService, mountIntegrations, type WorkflowOptions } from '
 export interface ServerLimits extends SubmissionLimits {
   /** Largest body of a non-submission request (default 16 MiB). */
   maxApiBodyBytes: number;
+}
+
+let version: string | undefined;
+/** coresnap's version, from its package.json (read once). */
+function coresnapVersion(): string {
+  version ??= (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  return version;
 }
 
 /** What a 507 (the disk is full) suggests as `Retry-After`. */
@@ -180,6 +190,20 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
     }
     send(res, result, method === 'HEAD');
   }
+
+  // For monitors and load balancers: 200 when the store answers and takes writes, 503 otherwise.
+  const startedAt = Date.now();
+  router.route('GET', '/api/health', async () => {
+    const facts = { version: coresnapVersion(), uptime_seconds: Math.floor((Date.now() - startedAt) / 1000) };
+    try {
+      await store.getUniverseById(universe!.id);
+    } catch (err) {
+      return jsonResponse({ status: 'unavailable', ...facts, error: (err as Error).message }, 503);
+    }
+    const refused = store.writesRefused?.();
+    if (refused) return jsonResponse({ status: 'disk_full', ...facts, error: refused }, 503);
+    return { status: 'ok', ...facts };
+  });
 
   function makeContext(req: http.IncomingMessage, url: URL, match: RouteMatch, body: Buffer): RequestContext {
     let cachedSession: Promise<AuthSession | undefined> | undefined;

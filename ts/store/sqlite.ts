@@ -209,6 +209,8 @@ export class SqliteStore implements Store {
   private wroteSinceCheckpoint = false;
   private checkpointing = false;
   private configChanges = 0;
+  /** The last ingestion's failure when it was a full disk, until an ingestion succeeds. */
+  private diskFull: DiskFullError | undefined;
 
   /** Opens (creating if needed) the store in `dataDir`. */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
@@ -371,8 +373,12 @@ export class SqliteStore implements Store {
       this.writer
         .run<ops.InsertOutcome[]>({ op: 'ingest', ...packed }, packed.packed ? [packed.packed.buffer] : [])
         .then(
-          (outcomes) => this.settle(batch, outcomes),
+          (outcomes) => {
+            this.diskFull = undefined;
+            this.settle(batch, outcomes);
+          },
           (err: Error) => {
+            if (err instanceof DiskFullError) this.diskFull = err;
             for (const q of batch) q.reject(err);
           },
         )
@@ -453,6 +459,10 @@ export class SqliteStore implements Store {
     const ids = await this.writer.run<number[]>({ op: 'deleteExpired', projectId, before, limit });
     if (ids.length) this.emitChange({ projectId, kind: 'delete', ids });
     return ids;
+  }
+
+  writesRefused(): string | undefined {
+    return this.diskFull?.message;
   }
 
   onChange(listener: (event: ChangeEvent) => void): () => void {

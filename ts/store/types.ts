@@ -251,6 +251,8 @@ export interface Store {
   deleteObjects(projectId: number, ids: number[]): Promise<number>;
   /** Deletes up to `limit` of the project's oldest crashes received before `before` (seconds since the epoch); returns their ids. */
   deleteExpired(projectId: number, before: number, limit: number): Promise<number[]>;
+  /** Why crashes are being refused right now (the disk is full), until one is stored again; undefined when they are not. */
+  writesRefused?(): string | undefined;
   /** Called after each durable insert or change, so caches (the query engine's) stay current. */
   onChange(listener: (event: StoreChange) => void): () => void;
 }
