@@ -5,6 +5,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import nodeHttp from 'node:http';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import test from 'ava';
@@ -312,4 +313,38 @@ test.serial('sessions expire; a session confers nothing outside its universe', a
   t.true(live.json.projects.some((p: { name: string }) => p.name === 'blackhole'));
   const otherUniverse = await http(`${s.url}/api/post?token=${s.adminSession}&universe=other&project=blackhole`, { body: JSON.stringify(report()) });
   t.is(otherUniverse.status, 403);
+});
+
+test('bodies held in memory at once are bounded: past the budget a request is answered 429 with Retry-After, and is taken once memory frees', async (t) => {
+  const s = await startServer({ limits: { maxBufferedBodyBytes: 1_000_000 } });
+  t.teardown(() => s.close());
+  const url = new URL(`${s.url}/post?format=json&token=${s.token}`);
+  // A report of exactly 900,000 bytes, sent slowly: 800,000 now, the rest later.
+  const head = JSON.stringify(report({ uuid: randomUUID() })).slice(0, -1);
+  const slowBody = Buffer.from(`${head},"padding":"${'p'.repeat(900_000 - head.length - 14)}"}`);
+  t.is(slowBody.length, 900_000);
+  const slow = nodeHttp.request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(slowBody.length) } });
+  const slowAnswer = new Promise<{ status: number; text: string }>((resolve, reject) => {
+    slow.on('response', (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    slow.on('error', reject);
+  });
+  slow.write(slowBody.subarray(0, 800_000));
+  await new Promise((r) => setTimeout(r, 500));
+
+  const second = JSON.stringify(report({ uuid: randomUUID(), attributes: { padding: 'q'.repeat(300_000) } }));
+  const refused = await http(url.toString(), { body: second, headers: { 'content-type': 'application/json' } });
+  t.is(refused.status, 429, refused.text);
+  t.is(refused.json.error.message, 'The server is busy receiving other large uploads; retry shortly.');
+  t.is(refused.headers['retry-after'], '5');
+
+  slow.end(slowBody.subarray(800_000));
+  const done = await slowAnswer;
+  t.is(done.status, 200, done.text);
+  // The slow one's answer gave its memory back: the same report is taken now.
+  const retried = await http(url.toString(), { body: second, headers: { 'content-type': 'application/json' } });
+  t.is(retried.status, 200, retried.text);
 });

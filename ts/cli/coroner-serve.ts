@@ -19,6 +19,7 @@ interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   maxSubmissionBytes?: string;
+  maxBufferedBytes?: string;
   rateLimit?: string;
   publicUrl?: string;
 }
@@ -48,6 +49,7 @@ export function registerServe(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'and this private key (PEM)')
     .option('--max-submission-bytes <n>', 'largest submission body accepted (default 64 MiB)')
+    .option('--max-buffered-bytes <n>', 'request bodies held in memory at once, over all clients; 429 beyond (default 512 MiB, 0: no limit)')
     .option('--rate-limit <n>', 'submissions a minute per project (default: no limit)')
     .option('--public-url <url>', 'the URL people open the console at, for links in alerts (default: the listen address)')
     .action(async (opts: ServeOptions) => {
@@ -55,6 +57,7 @@ export function registerServe(program: Command): void {
       if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new UsageError('--tls-cert and --tls-key go together');
       const tls = opts.tlsCert && opts.tlsKey ? { cert: fs.readFileSync(opts.tlsCert), key: fs.readFileSync(opts.tlsKey) } : undefined;
       const maxSubmissionBytes = positiveInt('--max-submission-bytes', opts.maxSubmissionBytes);
+      const maxBufferedBodyBytes = positiveInt('--max-buffered-bytes', opts.maxBufferedBytes);
       const rate = positiveInt('--rate-limit', opts.rateLimit);
       const dataDir = opts.data ?? defaultDataDir();
       const store = await openSqliteStore({ dataDir });
@@ -68,6 +71,7 @@ export function registerServe(program: Command): void {
         ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
         limits: {
           ...(maxSubmissionBytes !== undefined ? { maxSubmissionBytes } : {}),
+          ...(maxBufferedBodyBytes !== undefined ? { maxBufferedBodyBytes } : {}),
           ...(rate !== undefined ? { submissionsPerMinutePerProject: rate } : {}),
         },
       });

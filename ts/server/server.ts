@@ -40,7 +40,35 @@ import { createWorkflowService, mountIntegrations, type WorkflowOptions } from '
 export interface ServerLimits extends SubmissionLimits {
   /** Largest body of a non-submission request (default 16 MiB). */
   maxApiBodyBytes: number;
+  /**
+   * Request bodies held in memory at once, over all requests (decompressed bytes included): a
+   * request that would go past it is answered 429 with Retry-After, so many large uploads at once
+   * slow clients down instead of exhausting the server's memory (0 = no limit).
+   */
+  maxBufferedBodyBytes: number;
 }
+
+/** The bytes of request bodies in memory now, against `ServerLimits.maxBufferedBodyBytes`. */
+class BodyBudget {
+  private used = 0;
+  constructor(private readonly limit: number) {}
+
+  /** Takes `n` bytes for `holder` (given back when its response ends), or false when that would pass the limit. */
+  take(holder: { bytes: number }, n: number): boolean {
+    if (this.limit > 0 && this.used + n > this.limit) return false;
+    this.used += n;
+    holder.bytes += n;
+    return true;
+  }
+
+  giveBack(holder: { bytes: number }): void {
+    this.used -= holder.bytes;
+    holder.bytes = 0;
+  }
+}
+
+const BUSY_WITH_UPLOADS = () =>
+  new HttpError(429, 'The server is busy receiving other large uploads; retry shortly.', undefined, { 'Retry-After': '5' });
 
 let version: string | undefined;
 /** coresnap's version, from its package.json (read once). */
@@ -55,6 +83,7 @@ const DISK_FULL_RETRY_SECONDS = 60;
 export const DEFAULT_LIMITS: ServerLimits = {
   maxSubmissionBytes: 64 * 1024 * 1024,
   maxApiBodyBytes: 16 * 1024 * 1024,
+  maxBufferedBodyBytes: 512 * 1024 * 1024,
   maxInFlightSubmissions: 2048,
   submissionsPerMinutePerProject: 0,
 };
@@ -138,6 +167,8 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
   server.headersTimeout = 60 * 1000;
   server.keepAliveTimeout = 65 * 1000;
 
+  const bodyBudget = new BodyBudget(limits.maxBufferedBodyBytes);
+
   // A full disk refuses every write until there is room: say so in the log once a minute, not
   // once per refused request.
   let diskFullLoggedAt = 0;
@@ -163,8 +194,13 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
     if (match === 'method') return drainThen(req, () => sendError(res, new HttpError(405, `${method} is not allowed on ${url.pathname}.`)));
 
     let body: Buffer;
+    // The body's bytes stay counted until the answer has gone (or the connection has).
+    const held = { bytes: 0 };
+    res.once('close', () => bodyBudget.giveBack(held));
     try {
-      body = match.route.options.streamBody ? Buffer.alloc(0) : await readBody(req, match.route.options.maxBodyBytes ?? limits.maxApiBodyBytes);
+      body = match.route.options.streamBody
+        ? Buffer.alloc(0)
+        : await readBody(req, match.route.options.maxBodyBytes ?? limits.maxApiBodyBytes, (n) => bodyBudget.take(held, n));
     } catch (err) {
       if (err instanceof HttpError) {
         // The rest of an oversized body is not read: close the connection after answering.
@@ -322,33 +358,41 @@ async function resolveSession(store: Store, token: string | undefined): Promise<
   return { session, user, universe };
 }
 
-/** Reads the body whole, undoing Content-Encoding; 413 past `limit` bytes (before or after decoding). */
-async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Reads the body whole, undoing Content-Encoding; 413 past `limit` bytes (before or after
+ * decoding), 429 when `take` (the server's memory budget) refuses the bytes.
+ */
+async function readBody(req: http.IncomingMessage, limit: number, take: (bytes: number) => boolean): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `The body is larger than the limit of ${limit} bytes.`);
-  const raw = await collect(req, limit);
+  const raw = await collect(req, limit, take);
   const encoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-  return decode(raw, encoding, limit);
+  const decoded = await decode(raw, encoding, limit);
+  if (decoded.length > raw.length && !take(decoded.length - raw.length)) throw BUSY_WITH_UPLOADS();
+  return decoded;
 }
 
 /**
- * The request's bytes, or a 413 (the request destroyed) past `limit`. Plain 'data' events, not
+ * The request's bytes; a 413 past `limit`, a 429 when `take` refuses a chunk. Reading stops
+ * there (the caller answers, then drains the rest unbuffered). Plain 'data' events, not
  * `for await`: every submission comes through here, and the async iterator costs the event loop
  * a promise per chunk.
  */
-function collect(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+function collect(req: http.IncomingMessage, limit: number, take: (bytes: number) => boolean): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= limit) {
+      const refusal =
+        size > limit ? new HttpError(413, `The body is larger than the limit of ${limit} bytes.`) : take(chunk.length) ? undefined : BUSY_WITH_UPLOADS();
+      if (!refusal) {
         chunks.push(chunk);
         return;
       }
       cleanup();
-      req.destroy();
-      reject(new HttpError(413, `The body is larger than the limit of ${limit} bytes.`));
+      req.pause();
+      reject(refusal);
     };
     const onEnd = () => {
       cleanup();
