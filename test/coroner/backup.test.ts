@@ -4,6 +4,7 @@
  * blob files, coroner.cf), a server runs on it as is, and it refuses to overwrite anything.
  */
 
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -23,6 +24,15 @@ test('a backup taken under load is a data folder that serves every crash it hold
   const attached = await http(`${s.url}/post?token=${s.token}&object=${withAttachment.json._rxid}&attachment_name=notes.txt`, { body: 'attached words' });
   t.is(attached.status, 200, attached.text);
   for (let i = 0; i < 20; i++) t.is((await submit(report({ uuid: undefined, attributes: { n: i } }))).status, 200);
+  // Some tens of megabytes, so that the copy takes long enough for many commits to land during it.
+  const filler = 'f'.repeat(30 * 1024);
+  for (let k = 0; k < 20; k++) {
+    await Promise.all(Array.from({ length: 50 }, (_, j) => s.store.insertCrash({
+      projectId: s.project.id, uuid: randomUUID(), timestamp: 1_700_000_000, fingerprint: 'f'.repeat(64), callstack: ['filler'], classifiers: [],
+      attributes: { k, j }, format: 'json', processed: true, body: Buffer.from(`{"filler":"${filler}"}`), contentType: 'application/json', attachments: [],
+    })));
+  }
+  const before = await s.store.countObjects(s.project.id);
 
   // Submissions keep coming while the backup runs.
   let stop = false;
@@ -46,12 +56,14 @@ test('a backup taken under load is a data folder that serves every crash it hold
   t.is((check.pragma('integrity_check') as Array<{ integrity_check: string }>)[0]!.integrity_check, 'ok');
   check.close();
   t.is(fs.readFileSync(path.join(dest, 'coroner.cf'), 'utf8'), fs.readFileSync(path.join(s.dataDir, 'coroner.cf'), 'utf8'));
+  // For the owner only: the copy holds password hashes and tokens.
+  for (const f of ['', 'coroner.db', 'workflows.db', 'coroner.cf']) t.is(fs.statSync(path.join(dest, f)).mode & 0o077, 0, `${f || 'the folder'} is private`);
 
   // Every crash in the copy reads back whole.
   const copy = await openSqliteStore({ dataDir: dest });
   try {
     const n = await copy.countObjects(s.project.id);
-    t.true(n >= 22 && n <= 22 + during, `${n} crashes in the copy`);
+    t.true(n >= before && n <= before + during, `${n} crashes in the copy (${before} before it began, ${during} during it)`);
     let bodies = 0;
     for await (const o of copy.scanObjects(s.project.id)) {
       const body = await copy.getReportBody(s.project.id, o.id);

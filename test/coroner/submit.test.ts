@@ -316,7 +316,7 @@ test.serial('sessions expire; a session confers nothing outside its universe', a
 });
 
 test('bodies held in memory at once are bounded: past the budget a request is answered 429 with Retry-After, and is taken once memory frees', async (t) => {
-  const s = await startServer({ limits: { maxBufferedBodyBytes: 1_000_000 } });
+  const s = await startServer({ limits: { maxBufferedBodyBytes: 1_000_000, maxSubmissionBytes: 1_000_000, maxApiBodyBytes: 1_000_000 } });
   t.teardown(() => s.close());
   const url = new URL(`${s.url}/post?format=json&token=${s.token}`);
   // A report of exactly 900,000 bytes, sent slowly: 800,000 now, the rest later.

@@ -30,14 +30,18 @@ export interface BackupResult {
 
 export async function backupDataFolder(dataDir: string, destination: string): Promise<BackupResult> {
   const started = Date.now();
-  const from = path.resolve(dataDir);
-  const to = path.resolve(destination);
-  if (!fs.existsSync(path.join(from, 'coroner.db'))) throw new AdminError(`There is no coroner data folder at ${from} (no coroner.db).`);
+  if (!fs.existsSync(path.join(dataDir, 'coroner.db'))) throw new AdminError(`There is no coroner data folder at ${path.resolve(dataDir)} (no coroner.db).`);
+  const from = fs.realpathSync(dataDir);
+  const to = realDestination(destination);
   if (to === from || to.startsWith(`${from}${path.sep}`)) throw new AdminError('The backup cannot go inside the data folder it copies.');
   if (fs.existsSync(to) && (!fs.statSync(to).isDirectory() || fs.readdirSync(to).length > 0)) {
     throw new AdminError(`${to} already exists and is not an empty folder: a backup goes into a new one.`);
   }
-  fs.mkdirSync(to, { recursive: true, mode: 0o700 });
+  const madeFrom = fs.mkdirSync(to, { recursive: true, mode: 0o700 });
+  // The copy holds password hashes, tokens and integration secrets: for the owner's eyes only,
+  // whatever the folder was made with.
+  fs.chmodSync(to, 0o700);
+  if (madeFrom !== undefined) fsyncPath(path.dirname(to));
 
   const databases: string[] = [];
   for (const name of DATABASES) {
@@ -46,11 +50,15 @@ export async function backupDataFolder(dataDir: string, destination: string): Pr
     const db = new Database(source, { fileMustExist: true });
     try {
       db.pragma('busy_timeout = 10000');
-      await db.backup(path.join(to, name));
+      // All pages in one step: a snapshot of one read transaction, which the server's commits
+      // do not disturb (a backup taken in small steps starts over at every commit, so under
+      // steady ingestion it would never end).
+      await db.backup(path.join(to, name), { progress: () => ALL_PAGES });
     } finally {
       db.close();
     }
-    fsyncFile(path.join(to, name));
+    fs.chmodSync(path.join(to, name), 0o600);
+    fsyncPath(path.join(to, name));
     databases.push(name);
   }
 
@@ -61,10 +69,14 @@ export async function backupDataFolder(dataDir: string, destination: string): Pr
   let blobFiles = 0;
   let blobBytes = 0;
   let missingBlobs = 0;
+  const madeDirs = new Set<string>();
   for (const rel of files) {
     if (!/^blobs\/[0-9a-f]{2}\/[0-9a-f]{32}$/.test(rel)) continue;
     const target = path.join(to, rel);
-    fs.mkdirSync(path.dirname(target), { recursive: true, mode: 0o700 });
+    if (!madeDirs.has(path.dirname(target))) {
+      fs.mkdirSync(path.dirname(target), { recursive: true, mode: 0o700 });
+      madeDirs.add(path.dirname(target));
+    }
     try {
       fs.copyFileSync(path.join(from, rel), target, fs.constants.COPYFILE_EXCL);
     } catch (err) {
@@ -74,7 +86,7 @@ export async function backupDataFolder(dataDir: string, destination: string): Pr
       }
       throw err;
     }
-    fsyncFile(target);
+    fsyncPath(target);
     blobFiles++;
     blobBytes += fs.statSync(target).size;
   }
@@ -82,12 +94,31 @@ export async function backupDataFolder(dataDir: string, destination: string): Pr
   if (fs.existsSync(config)) {
     fs.copyFileSync(config, path.join(to, CLIENT_CONFIG));
     fs.chmodSync(path.join(to, CLIENT_CONFIG), 0o600);
+    fsyncPath(path.join(to, CLIENT_CONFIG));
   }
-  fsyncFile(to);
+  // The new names, not only the files' bytes, must be on disk.
+  for (const dir of madeDirs) fsyncPath(dir);
+  if (madeDirs.size) fsyncPath(path.join(to, 'blobs'));
+  fsyncPath(to);
   return { from, to, databases, blobFiles, blobBytes, missingBlobs, seconds: (Date.now() - started) / 1000 };
 }
 
-function fsyncFile(file: string): void {
+/** Pages per backup step: more than any database has, so the copy is one step. */
+const ALL_PAGES = 0x7fffffff;
+
+/** `destination` with every existing part of it resolved (it may not exist yet). */
+function realDestination(destination: string): string {
+  const absolute = path.resolve(destination);
+  let existing = absolute;
+  const missing: string[] = [];
+  while (!fs.existsSync(existing)) {
+    missing.unshift(path.basename(existing));
+    existing = path.dirname(existing);
+  }
+  return path.join(fs.realpathSync(existing), ...missing);
+}
+
+function fsyncPath(file: string): void {
   const fd = fs.openSync(file, 'r');
   try {
     fs.fsyncSync(fd);

@@ -54,14 +54,19 @@ export class RetentionService {
   }
 
   /**
-   * One pass over every project with a retention, as of `nowSeconds`; a pass already under way is
-   * joined rather than doubled.
+   * One pass over every project with a retention, as of `nowSeconds` (default: now). Passes run
+   * one after another: a pass asked for while one is under way starts when it ends.
    */
-  runOnce(nowSeconds = Math.floor(Date.now() / 1000)): Promise<RetentionPass> {
-    this.running ??= this.pass(nowSeconds).finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+  runOnce(nowSeconds?: number): Promise<RetentionPass> {
+    const previous = this.running ?? Promise.resolve([]);
+    const mine: Promise<RetentionPass> = previous
+      .catch(() => [])
+      .then(() => this.pass(nowSeconds ?? Math.floor(Date.now() / 1000)))
+      .finally(() => {
+        if (this.running === mine) this.running = undefined;
+      });
+    this.running = mine;
+    return mine;
   }
 
   async close(): Promise<void> {

@@ -48,23 +48,40 @@ export interface ServerLimits extends SubmissionLimits {
   maxBufferedBodyBytes: number;
 }
 
+/** What one request holds of the body budget; `released` once its response has ended. */
+interface BudgetHolder {
+  bytes: number;
+  released: boolean;
+}
+
 /** The bytes of request bodies in memory now, against `ServerLimits.maxBufferedBodyBytes`. */
 class BodyBudget {
   private used = 0;
   constructor(private readonly limit: number) {}
 
-  /** Takes `n` bytes for `holder` (given back when its response ends), or false when that would pass the limit. */
-  take(holder: { bytes: number }, n: number): boolean {
+  /**
+   * Takes `n` bytes for `holder` (given back when its response ends), or false when that would
+   * pass the limit, or when the holder's response has already ended (a client that went away
+   * while its body was being decompressed: nothing would give those bytes back).
+   */
+  take(holder: BudgetHolder, n: number): boolean {
+    if (holder.released) return false;
     if (this.limit > 0 && this.used + n > this.limit) return false;
     this.used += n;
     holder.bytes += n;
     return true;
   }
 
-  giveBack(holder: { bytes: number }): void {
+  giveBack(holder: BudgetHolder): void {
     this.used -= holder.bytes;
     holder.bytes = 0;
+    holder.released = true;
   }
+}
+
+/** The client closed its connection before its body was complete: nobody to answer, nothing to log. */
+class ClientGoneError extends Error {
+  override name = 'ClientGoneError';
 }
 
 const BUSY_WITH_UPLOADS = () =>
@@ -131,6 +148,11 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
   const universe = await store.getUniverse(options.universe);
   if (!universe) throw new StoreError(`There is no universe named "${options.universe}" in this data folder.`);
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const largestBody = Math.max(limits.maxSubmissionBytes, limits.maxApiBodyBytes);
+  if (limits.maxBufferedBodyBytes > 0 && limits.maxBufferedBodyBytes < largestBody) {
+    // A body between the two would be refused with 429 for ever, and its client would retry for ever.
+    throw new RangeError(`maxBufferedBodyBytes (${limits.maxBufferedBodyBytes}) must be at least the largest body accepted (${largestBody}).`);
+  }
   const sessionTtlSeconds = options.sessionTtlSeconds ?? DEFAULT_SESSION_TTL_SECONDS;
   const log = options.log ?? ((line: string) => process.stderr.write(`coroner: ${line}\n`));
   const router = new Router();
@@ -195,13 +217,14 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
 
     let body: Buffer;
     // The body's bytes stay counted until the answer has gone (or the connection has).
-    const held = { bytes: 0 };
+    const held: BudgetHolder = { bytes: 0, released: false };
     res.once('close', () => bodyBudget.giveBack(held));
     try {
       body = match.route.options.streamBody
         ? Buffer.alloc(0)
         : await readBody(req, match.route.options.maxBodyBytes ?? limits.maxApiBodyBytes, (n) => bodyBudget.take(held, n));
     } catch (err) {
+      if (err instanceof ClientGoneError) return;
       if (err instanceof HttpError) {
         // The rest of an oversized body is not read: close the connection after answering.
         res.setHeader('Connection', 'close');
@@ -231,13 +254,8 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
   const startedAt = Date.now();
   router.route('GET', '/api/health', async () => {
     const facts = { version: coresnapVersion(), uptime_seconds: Math.floor((Date.now() - startedAt) / 1000) };
-    try {
-      await store.getUniverseById(universe!.id);
-    } catch (err) {
-      return jsonResponse({ status: 'unavailable', ...facts, error: (err as Error).message }, 503);
-    }
-    const refused = store.writesRefused?.();
-    if (refused) return jsonResponse({ status: 'disk_full', ...facts, error: refused }, 503);
+    const health = store.health ? await store.health() : { ok: true as const };
+    if (!health.ok) return jsonResponse({ status: health.status, ...facts, error: health.error }, 503);
     return { status: 'ok', ...facts };
   });
 
@@ -367,9 +385,7 @@ async function readBody(req: http.IncomingMessage, limit: number, take: (bytes: 
   if (Number.isFinite(declared) && declared > limit) throw new HttpError(413, `The body is larger than the limit of ${limit} bytes.`);
   const raw = await collect(req, limit, take);
   const encoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-  const decoded = await decode(raw, encoding, limit);
-  if (decoded.length > raw.length && !take(decoded.length - raw.length)) throw BUSY_WITH_UPLOADS();
-  return decoded;
+  return decode(raw, encoding, limit, take);
 }
 
 /**
@@ -398,14 +414,15 @@ function collect(req: http.IncomingMessage, limit: number, take: (bytes: number)
       cleanup();
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
+    // The request stream fails only when its connection does.
     const onError = (err: Error) => {
       cleanup();
-      reject(err);
+      reject(new ClientGoneError(`The client's connection failed before the body was complete: ${err.message}`));
     };
     // A client that goes away mid-body: 'aborted' may come without 'error' or 'end'.
     const onClose = () => {
       cleanup();
-      reject(new Error('The client closed the connection before the body was complete.'));
+      reject(new ClientGoneError('The client closed the connection before the body was complete.'));
     };
     const cleanup = () => {
       req.off('data', onData);
@@ -420,28 +437,50 @@ function collect(req: http.IncomingMessage, limit: number, take: (bytes: number)
   });
 }
 
-async function decode(raw: Buffer, encoding: string, limit: number): Promise<Buffer> {
+/**
+ * Undoes Content-Encoding as a stream, so that the budget (`take`) and the size limit see each
+ * piece of output as it is made, before a gzip bomb has been inflated whole.
+ */
+async function decode(raw: Buffer, encoding: string, limit: number, take: (bytes: number) => boolean): Promise<Buffer> {
   if (encoding === 'identity' || encoding === '') return raw;
-  const run = (fn: (buf: Buffer, opts: zlib.ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void): Promise<Buffer> =>
-    new Promise((resolve, reject) => fn(raw, { maxOutputLength: limit }, (err, out) => (err ? reject(err) : resolve(out))));
-  try {
-    if (encoding === 'gzip' || encoding === 'x-gzip') return await run(zlib.gunzip);
-    if (encoding === 'deflate') {
-      // HTTP's deflate is zlib-wrapped, but some clients send it raw.
-      try {
-        return await run(zlib.inflate);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw err;
-        return await run(zlib.inflateRaw);
-      }
+  if (encoding === 'gzip' || encoding === 'x-gzip') return inflate(raw, zlib.createGunzip(), encoding, limit, take);
+  if (encoding === 'deflate') {
+    // HTTP's deflate is zlib-wrapped, but some clients send it raw.
+    try {
+      return await inflate(raw, zlib.createInflate(), encoding, limit, take);
+    } catch (err) {
+      if (err instanceof HttpError && err.status !== 400) throw err;
+      return inflate(raw, zlib.createInflateRaw(), encoding, limit, take);
     }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-      throw new HttpError(413, `The body is larger than the limit of ${limit} bytes once decompressed.`);
-    }
-    throw new HttpError(400, `The body is not valid ${encoding} data: ${(err as Error).message}.`);
   }
   throw new HttpError(400, `Content-Encoding "${encoding}" is not supported (use gzip or deflate).`);
+}
+
+function inflate(raw: Buffer, stream: zlib.Gunzip | zlib.Inflate | zlib.InflateRaw, encoding: string, limit: number, take: (bytes: number) => boolean): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      stream.destroy();
+      reject(err);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return fail(new HttpError(413, `The body is larger than the limit of ${limit} bytes once decompressed.`));
+      if (!take(chunk.length)) return fail(BUSY_WITH_UPLOADS());
+      chunks.push(chunk);
+    });
+    stream.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(Buffer.concat(chunks, size));
+    });
+    stream.on('error', (err: Error) => fail(new HttpError(400, `The body is not valid ${encoding} data: ${err.message}.`)));
+    stream.end(raw);
+  });
 }
 
 function drainThen(req: http.IncomingMessage, fn: () => void): void {

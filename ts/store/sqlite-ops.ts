@@ -522,6 +522,33 @@ export function setGroupState(db: Db, projectId: number, fingerprint: string, st
 
 // ---- blobs
 
+const PARTIAL_BLOB_SUFFIX = '.tmp';
+
+/**
+ * Removes blob files a crash left half-written (`blobs/xx/.<id>.tmp`): no row ever refers to
+ * them. Run when the store opens, before any writer could be making one.
+ */
+export function removePartialBlobs(dataDir: string): number {
+  const root = path.join(dataDir, 'blobs');
+  let removed = 0;
+  let dirs: string[];
+  try {
+    dirs = fs.readdirSync(root);
+  } catch {
+    return 0;
+  }
+  for (const d of dirs) {
+    if (!/^[0-9a-f]{2}$/.test(d)) continue;
+    for (const f of fs.readdirSync(path.join(root, d))) {
+      if (f.startsWith('.') && f.endsWith(PARTIAL_BLOB_SUFFIX)) {
+        fs.rmSync(path.join(root, d, f), { force: true });
+        removed++;
+      }
+    }
+  }
+  return removed;
+}
+
 /** A blob about to be stored: inline bytes, or a file already written and synced. */
 export type PreparedBlob = { size: number; data: Uint8Array } | { size: number; file: string };
 
@@ -540,16 +567,22 @@ export function prepareBlob(dataDir: string, data: Uint8Array): PreparedBlob {
     fsyncDir(path.dirname(dir));
     if (madeFrom !== dir) fsyncDir(dataDir);
   }
-  const tmp = path.join(dir, `.${id}.tmp`);
+  const tmp = path.join(dir, `.${id}${PARTIAL_BLOB_SUFFIX}`);
   const fd = fs.openSync(tmp, 'wx', 0o600);
   try {
-    let off = 0;
-    while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    try {
+      let off = 0;
+      while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, path.join(dataDir, rel));
+  } catch (err) {
+    // A write cut short (a full disk) must not keep the room it took.
+    fs.rmSync(tmp, { force: true });
+    throw err;
   }
-  fs.renameSync(tmp, path.join(dataDir, rel));
   fsyncDir(dir);
   return { size: data.length, file: rel };
 }
@@ -793,7 +826,8 @@ export type WorkerRequest =
   | { op: 'scanPage'; projectId: number; afterId: number; limit: number }
   | { op: 'getReportBody'; projectId: number; id: number }
   | { op: 'getAttachment'; projectId: number; objectId: number; attachmentId: number }
-  | { op: 'checkpoint' };
+  | { op: 'checkpoint' }
+  | { op: 'ping' };
 
 export type WorkerResponse =
   /** `durableAfterCommit`: committed to the WAL only, as that commit number; durable once wal-sync.ts says so. */
@@ -922,6 +956,8 @@ export function runRequest(db: Db, dataDir: string, request: WorkerRequest): unk
       return ingest(db, dataDir, unpackBodies(request.batch, request.packed));
     case 'checkpoint':
       return checkpoint(db);
+    case 'ping':
+      return null;
     case 'addAttachment': {
       const blob = prepareBlob(dataDir, request.data);
       try {

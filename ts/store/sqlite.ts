@@ -37,6 +37,7 @@ import {
   type StoreChange,
   InvalidSubmissionError,
   type RawSubmission,
+  type StoreHealth,
   type SubmissionReceipt,
   type Universe,
   type User,
@@ -56,20 +57,30 @@ type WorkerRequest = ops.WorkerRequest;
 type WorkerResponse = ops.WorkerResponse;
 type RawCrash = ops.RawCrash;
 
+/** How long `health` waits for the writer. */
+const HEALTH_TIMEOUT_MS = 5000;
+/**
+ * How long a crash refused for a full disk keeps `health` at disk_full when none is stored after
+ * it: not for ever, since a monitor that takes the server out of rotation stops the submissions
+ * that would show the disk has room again.
+ */
+const DISK_FULL_MEMORY_MS = 60_000;
+
 /** A worker that lived less than this before it died is not replaced until this much time has passed. */
 const RESPAWN_PAUSE_MS = 1000;
 
 /**
  * Runs requests on a worker thread (or inline), one at a time per worker, in order. A worker that
- * dies (a native crash, an exhausted heap) fails the requests it held and is replaced by the next
- * request, so one bad moment does not stop ingestion for the life of the server; one that dies
- * right after starting is replaced no more than once a second.
+ * dies (an uncaught exception, an exhausted heap) fails the requests it held and is replaced by
+ * the next request, so one bad moment does not stop ingestion for the life of the server; one
+ * that dies right after starting is replaced no more than once a second.
  */
 class Executor {
   private worker: Worker | undefined;
   private spawnedAt = 0;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  /** Requests sent and not settled; `committed`: answered, waiting only for the WAL sync. */
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; committed?: boolean }>();
   private lost: { at: number; err: Error; quick: boolean } | undefined;
   private closed = false;
 
@@ -93,6 +104,7 @@ class Executor {
       if (!p) return;
       if (m.ok && m.durableAfterCommit !== undefined && this.walSync) {
         // Still pending (close waits for it) until the commit is durable.
+        p.committed = true;
         this.walSync.after(m.durableAfterCommit, (err) => {
           this.pending.delete(m.id);
           if (err) p.reject(err);
@@ -112,15 +124,19 @@ class Executor {
   }
 
   /**
-   * The worker is gone: what it held fails (a crash it had committed but not answered is stored,
-   * and the client's retry finds it by its uuid), and the next request starts a new one.
+   * The worker is gone: what it held and had not answered fails (a crash it had committed but not
+   * answered is stored, and the client's retry finds it by its uuid); what it had answered waits
+   * for its WAL sync as before. The next request starts a new worker.
    */
   private onLost(worker: Worker, err: Error): void {
     if (this.worker !== worker) return;
     this.worker = undefined;
     this.lost = { at: Date.now(), err, quick: Date.now() - this.spawnedAt < RESPAWN_PAUSE_MS };
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
+    for (const [id, p] of this.pending) {
+      if (p.committed) continue;
+      this.pending.delete(id);
+      p.reject(err);
+    }
     void worker.terminate();
   }
 
@@ -210,7 +226,7 @@ export class SqliteStore implements Store {
   private checkpointing = false;
   private configChanges = 0;
   /** The last ingestion's failure when it was a full disk, until an ingestion succeeds. */
-  private diskFull: DiskFullError | undefined;
+  private diskFull: { err: DiskFullError; at: number } | undefined;
 
   /** Opens (creating if needed) the store in `dataDir`. */
   static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
@@ -221,6 +237,7 @@ export class SqliteStore implements Store {
     const threads = options.workers !== false;
     // With a checkpointer thread, no commit on this (the event loop's) connection checkpoints.
     this.db = ops.openDatabase(options.dataDir, { autoCheckpoint: !threads });
+    if (threads) ops.removePartialBlobs(options.dataDir);
     const inline = threads ? undefined : this.db;
     this.maxBatch = options.maxBatch ?? 1000;
     this.walSync = threads ? new WalSync({ wal: ops.walPath(options.dataDir), database: ops.databasePath(options.dataDir) }) : undefined;
@@ -378,7 +395,7 @@ export class SqliteStore implements Store {
             this.settle(batch, outcomes);
           },
           (err: Error) => {
-            if (err instanceof DiskFullError) this.diskFull = err;
+            if (err instanceof DiskFullError) this.diskFull = { err, at: Date.now() };
             for (const q of batch) q.reject(err);
           },
         )
@@ -461,8 +478,25 @@ export class SqliteStore implements Store {
     return ids;
   }
 
-  writesRefused(): string | undefined {
-    return this.diskFull?.message;
+  async health(): Promise<StoreHealth> {
+    const broken = this.walSync?.failure;
+    if (broken) return { ok: false, status: 'unavailable', error: broken.message };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      // In order behind whatever the writer is doing: a stuck or dying writer does not answer.
+      await Promise.race([
+        this.writer.run({ op: 'ping' }),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`the store's writer has not answered for ${HEALTH_TIMEOUT_MS / 1000} seconds`)), HEALTH_TIMEOUT_MS);
+        }),
+      ]);
+    } catch (err) {
+      return { ok: false, status: 'unavailable', error: (err as Error).message };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.diskFull && Date.now() - this.diskFull.at < DISK_FULL_MEMORY_MS) return { ok: false, status: 'disk_full', error: this.diskFull.err.message };
+    return { ok: true };
   }
 
   onChange(listener: (event: ChangeEvent) => void): () => void {

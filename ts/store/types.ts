@@ -14,10 +14,13 @@ export class StoreError extends Error {
  */
 export class DiskFullError extends Error {
   override name = 'DiskFullError';
+  /** `detail`: what the system said, for the server's log (it may name the server's paths, so clients do not see it). */
   constructor(readonly detail: string) {
-    super(`The server's disk is full, so nothing was stored (${detail}). Try again later.`);
+    super("The server's disk is full, so nothing was stored. Try again later.");
   }
 }
+
+export type StoreHealth = { ok: true } | { ok: false; status: 'disk_full' | 'unavailable'; error: string };
 
 /** True for the errors by which SQLite and the file system say that the disk is full. */
 export function isDiskFull(err: unknown): boolean {
@@ -251,8 +254,12 @@ export interface Store {
   deleteObjects(projectId: number, ids: number[]): Promise<number>;
   /** Deletes up to `limit` of the project's oldest crashes received before `before` (seconds since the epoch); returns their ids. */
   deleteExpired(projectId: number, before: number, limit: number): Promise<number[]>;
-  /** Why crashes are being refused right now (the disk is full), until one is stored again; undefined when they are not. */
-  writesRefused?(): string | undefined;
+  /**
+   * Whether the store takes crashes now: its threads answer (within a few seconds), its writes
+   * are durable, and no crash was refused for a full disk in the last minute without one stored
+   * since.
+   */
+  health?(): Promise<StoreHealth>;
   /** Called after each durable insert or change, so caches (the query engine's) stay current. */
   onChange(listener: (event: StoreChange) => void): () => void;
 }

@@ -10,10 +10,13 @@
  * Why a thread that only syncs: the sync starts the moment a commit ends, without a trip through
  * the event loop (which may be busy answering) or libuv's pool, and neither the writer (already
  * writing the next transaction) nor the event loop spends time on it.
+ *
+ * A sync that fails ends all acknowledgement: the commits it covered may be lost, and with them
+ * every later one (WAL recovery stops at the first frame it cannot trust), so what waits and what
+ * comes after is failed until a restart replays the WAL.
  */
 
 import { Worker } from 'node:worker_threads';
-import { DiskFullError, isDiskFull } from './types.js';
 
 /** Slots of the shared counter (a BigInt64Array: commit numbers never wrap). */
 export const COMMITTED = 0;
@@ -26,11 +29,8 @@ export function publishCommit(counter: BigInt64Array): number {
   return Number(n);
 }
 
-/** One sync's outcome: commits `from` (exclusive) through `to` are on disk, or not (`error`). */
-type SyncerMessage = { from: number; to: number; error?: string; code?: string };
-
-/** Failed syncs remembered for answers that arrive after their sync's verdict (a race of a few microseconds). */
-const FAILED_RANGES_KEPT = 16;
+/** One sync's outcome: commits through `to` are on disk, or may not be (`error`). */
+type SyncerMessage = { to: number; error?: string; code?: string };
 
 /** A sync thread that lived less than this before it died fails its waiters and is replaced after this long. */
 const RESPAWN_PAUSE_MS = 1000;
@@ -43,8 +43,7 @@ export class WalSync {
   private respawnTimer: NodeJS.Timeout | undefined;
   private synced = 0;
   private waiting: Array<{ commit: number; then: (err: Error | null) => void }> = [];
-  private failedRanges: Array<{ from: number; to: number; err: Error }> = [];
-  private failure: Error | undefined;
+  private failed: Error | undefined;
   private closed = false;
 
   /** `files`: the WAL, and the database file synced instead when there is no WAL. */
@@ -59,16 +58,13 @@ export class WalSync {
     syncer.on('message', (m: SyncerMessage) => {
       if (m.error === undefined) {
         this.synced = Math.max(this.synced, m.to);
-        this.release(m.to, null);
+        this.release(m.to);
         return;
       }
-      // The commits this sync was to cover are not known to be on disk (after a failed fsync the
-      // kernel may have dropped their pages): their submitters hear so; later commits get their
-      // own sync.
-      const err = isDiskFull({ code: m.code }) ? new DiskFullError(m.error) : new Error(`The store could not make its write durable: ${m.error}`);
-      this.failedRanges.push({ from: m.from, to: m.to, err });
-      if (this.failedRanges.length > FAILED_RANGES_KEPT) this.failedRanges.shift();
-      this.release(m.to, err);
+      // After a failed fsync the kernel may have dropped those pages, and WAL recovery stops at
+      // the first frame it cannot trust, taking every later commit with it: no later sync can
+      // vouch for anything, so nothing more is acknowledged until a restart replays the WAL.
+      this.fail(new Error(`The store could not make its writes durable (${m.error}${m.code ? `, ${m.code}` : ''}); it acknowledges nothing more until coroner is restarted on a healthy disk.`));
     });
     syncer.on('error', (err) => this.onLost(syncer, err));
     syncer.on('exit', (code) => this.onLost(syncer, new Error(`The store's WAL sync thread exited (code ${code}).`)));
@@ -98,9 +94,7 @@ export class WalSync {
 
   /** Calls `then` once commit number `commit` (from `publishCommit`) is durable, or with the error that stopped it. */
   after(commit: number, then: (err: Error | null) => void): void {
-    if (this.failure) return then(this.failure);
-    const failed = this.failedRanges.find((r) => commit > r.from && commit <= r.to);
-    if (failed) return then(failed.err);
+    if (this.failed) return then(this.failed);
     if (commit <= this.synced) return then(null);
     this.waiting.push({ commit, then });
   }
@@ -117,14 +111,19 @@ export class WalSync {
     this.fail(new Error('The store is closed.'));
   }
 
-  private release(upTo: number, err: Error | null): void {
+  private release(upTo: number): void {
     let n = 0;
     while (n < this.waiting.length && this.waiting[n]!.commit <= upTo) n++;
-    for (const w of this.waiting.splice(0, n)) w.then(err);
+    for (const w of this.waiting.splice(0, n)) w.then(null);
+  }
+
+  /** Why nothing is acknowledged any more (a failed sync, or the store closed); undefined while all is well. */
+  get failure(): Error | undefined {
+    return this.failed;
   }
 
   private fail(err: Error): void {
-    this.failure ??= err;
-    for (const w of this.waiting.splice(0)) w.then(this.failure);
+    this.failed ??= err;
+    for (const w of this.waiting.splice(0)) w.then(this.failed);
   }
 }

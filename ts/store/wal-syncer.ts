@@ -55,13 +55,12 @@ for (;;) {
     Atomics.wait(counter, COMMITTED, committed, 250);
     continue;
   }
-  const from = covered;
   covered = committed;
   try {
     syncWal();
-    parentPort?.postMessage({ from: Number(from), to: Number(committed) });
+    parentPort?.postMessage({ to: Number(committed) });
   } catch (err) {
-    parentPort?.postMessage({ from: Number(from), to: Number(committed), error: (err as Error).message, code: (err as NodeJS.ErrnoException).code });
+    parentPort?.postMessage({ to: Number(committed), error: (err as Error).message, code: (err as NodeJS.ErrnoException).code });
   }
 }
 if (walFd !== undefined) fs.closeSync(walFd);
