@@ -348,3 +348,29 @@ test('bodies held in memory at once are bounded: past the budget a request is an
   const retried = await http(url.toString(), { body: second, headers: { 'content-type': 'application/json' } });
   t.is(retried.status, 200, retried.text);
 });
+
+test('a client that leaves while its gzip body is being inflated gives its share of the memory budget back', async (t) => {
+  const limit = 64 * 1024 * 1024;
+  const s = await startServer({ limits: { maxSubmissionBytes: limit, maxBufferedBodyBytes: limit + 8 * 1024 * 1024 } });
+  t.teardown(() => s.close());
+  // ~60 MiB of report once inflated, ~60 KiB on the wire.
+  const head = JSON.stringify(report({ uuid: randomUUID() })).slice(0, -1);
+  const inflated = Buffer.from(`${head},"padding":"${'p'.repeat(60 * 1024 * 1024)}"}`);
+  const gz = zlib.gzipSync(inflated);
+  const url = new URL(`${s.url}/post?format=json&token=${s.token}`);
+  for (let i = 0; i < 3; i++) {
+    // Sent whole, then the connection dropped while the server inflates it.
+    await new Promise<void>((resolve) => {
+      const req = nodeHttp.request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': String(gz.length) } });
+      req.on('error', () => resolve());
+      req.end(gz, () => setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 5));
+    });
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+  // Had those kept their bytes, the budget (72 MiB) could not take another 60 MiB body.
+  const res = await http(url.toString(), { body: zlib.gzipSync(Buffer.from(`${JSON.stringify(report({ uuid: randomUUID() })).slice(0, -1)},"padding":"${'q'.repeat(60 * 1024 * 1024)}"}`)), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+  t.is(res.status, 200, res.text.slice(0, 300));
+});
