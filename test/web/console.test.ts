@@ -118,6 +118,7 @@ test.serial('log in, create a project and a token, submit a real snapshot, find 
   // The page redraws with the stored value.
   await page.waitForFunction(`document.querySelector('tr[data-project=webapp] form.retention input')?.value === '90d'`);
   t.is((await s.store.getProject(s.project.universeId, 'webapp'))!.retentionSeconds, 90 * 86_400);
+  await screenshot(page, '03b-admin-projects');
 
   // A real snapshot (ptrace of the c-segv-O2 corpus core) with an attachment, submitted with that token.
   const dir = tempDir('web-test-');
