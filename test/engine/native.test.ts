@@ -140,3 +140,20 @@ test('bin/bt outside a build says where it looked and exits 127', async (t) => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the npm package carries every command of bin/ under its name, the compiled code and the web console', async (t) => {
+  const manifest = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  const { execFileSync } = await import('node:child_process');
+  const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: packageRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{
+    files: Array<{ path: string }>;
+  }>;
+  const files = new Set(packed[0]!.files.map((f) => f.path));
+  // One executable per command (the brief's bin/), each installed under its own name.
+  for (const command of ['coresnap', 'coresnapd', 'ptrace', 'bt', 'coroner', 'morgue']) {
+    t.is(manifest.bin[command], `bin/${command}`, `package.json installs ${command}`);
+    t.true(files.has(`bin/${command}`), `the package holds bin/${command}`);
+  }
+  for (const needed of ['dist/ts/cli/coresnap.js', 'dist/ts/server/server.js', 'dist/web/index.html', 'dist/web/app.js', 'README.md']) {
+    t.true(files.has(needed), `the package holds ${needed}`);
+  }
+});

@@ -5,8 +5,10 @@
  *   coresnap uninstall [-c FILE]                  give core_pattern back
  *   coresnap list [-c FILE] [--all] [--json]      what is waiting (pending/, sending/)
  *   coresnap retry [-c FILE] <state>/<uuid-prefix>  redo one item
+ *   coresnap triage [--snapshots DIR] [--summary F] -- <command...>   a CI step: run it, backtrace its crashes
  */
 
+import fs from 'node:fs';
 import { Command } from 'commander';
 
 import { loadCoresnapConfig } from '../config/coresnap-conf.js';
@@ -14,6 +16,7 @@ import { ConfigError } from '../config/problems.js';
 import { ArchiveLayout, type ItemState } from '../daemon/archive.js';
 import { DEFAULT_PIPE_LIMIT, install, uninstall } from '../daemon/install.js';
 import { collect, markForRetry, pokeDaemon, renderListing, resolveItem } from './coresnap-list.js';
+import { renderTriage, summaryMarkdown, triage, type TriageOptions } from './coresnap-triage.js';
 import { exitWithError, InputError, UsageError } from './errors.js';
 
 function requireRoot(what: string): void {
@@ -33,6 +36,8 @@ export async function main(argv: string[]): Promise<void> {
   const program = new Command('coresnap')
     .description('Catch every core dump on this machine: install the handler, and look at its archive')
     .exitOverride()
+    // `triage` passes everything after its command's name to that command.
+    .enablePositionalOptions()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
   program
@@ -102,6 +107,25 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(
         `${state}/${uuid}: was ${was}; ${poked ? 'coresnapd is on it' : 'coresnapd is not running; it retries when it starts'}\n`,
       );
+    });
+
+  program
+    .command('triage')
+    .description('run a command with its crashes caught, then print a backtrace of every process that crashed (a CI step; needs root)')
+    .argument('<command...>', 'the command to run, after --')
+    .option('--cores <dir>', 'keep the cores in this folder (default: a temporary one, removed)')
+    .option('--snapshots <dir>', 'write a snapshot (JSON) of each crash here, e.g. to upload with coroner put')
+    .option('--summary <file>', 'append a Markdown summary here (default: $GITHUB_STEP_SUMMARY when set)')
+    .option('--fail-on-crash', 'exit 1 when something crashed even though the command succeeded')
+    .option('--user <name>', 'run the command as this user, not as root (sudo coresnap triage --user "$USER" -- ...)')
+    .option('--json', 'print the result as JSON instead of the backtraces')
+    .passThroughOptions()
+    .action(async (command: string[], opts: TriageOptions & { failOnCrash?: boolean }) => {
+      const result = await triage(command, opts);
+      process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : renderTriage(result));
+      const summary = opts.summary ?? process.env.GITHUB_STEP_SUMMARY;
+      if (summary) fs.appendFileSync(summary, summaryMarkdown(result));
+      process.exitCode = result.exitCode === 0 && opts.failOnCrash && result.crashes.length > 0 ? 1 : result.exitCode;
     });
 
   try {

@@ -4,11 +4,12 @@
  * guardian shell process:
  *
  * - after taking the lock it repairs what a killed run left behind (a coresnap-handler pattern
- *   whose archive is a test archive: back to `core`, core_pipe_limit 0);
+ *   whose archive is a test archive, or a `coresnap triage` folder's pattern: back to `core`,
+ *   core_pipe_limit 0);
  * - it remembers the pattern and pipe limit it found;
  * - it waits until its standard input closes: when the test releases it, or when the test
  *   process dies in any way (even SIGKILL), since the pipe closes with it;
- * - then, if core_pattern is a coresnap-handler pattern, it puts back what it found, and exits,
+ * - then, if core_pattern is a coresnap-handler or triage pattern, it puts back what it found, and exits,
  *   which releases the lock.
  *
  * It runs in its own session, so a signal to the test's process group does not stop it before
@@ -28,7 +29,7 @@ set -u
 cp=${CORE_PATTERN}; pl=${PIPE_LIMIT}
 cur=$(cat "$cp")
 case "$cur" in
-  *coresnap-handler*--archive=${TEST_ARCHIVE_PREFIX}*)
+  *coresnap-handler*--archive=${TEST_ARCHIVE_PREFIX}*|*/coresnap-triage-*/core.%p)
     echo core > "$cp"; echo 0 > "$pl"
     echo "repaired a core_pattern left by a killed test run: $cur" >&2 ;;
 esac
@@ -37,7 +38,7 @@ echo "locked"
 cat > /dev/null
 now=$(cat "$cp")
 case "$now" in
-  *coresnap-handler*)
+  *coresnap-handler*|*/coresnap-triage-*/core.%p)
     printf '%s\\n' "$old" > "$cp"; echo "$old_limit" > "$pl" ;;
 esac
 `;
