@@ -124,7 +124,12 @@ export async function main(argv: string[]): Promise<void> {
       const result = await triage(command, opts);
       process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : renderTriage(result));
       const summary = opts.summary ?? process.env.GITHUB_STEP_SUMMARY;
-      if (summary) fs.appendFileSync(summary, summaryMarkdown(result));
+      try {
+        if (summary) fs.appendFileSync(summary, summaryMarkdown(result));
+      } catch (err) {
+        // The backtraces are in the log already: a summary that cannot be written must not change the verdict.
+        process.stderr.write(`coresnap: warning: cannot write the summary to ${summary}: ${(err as Error).message}\n`);
+      }
       process.exitCode = result.exitCode === 0 && opts.failOnCrash && result.crashes.length > 0 ? 1 : result.exitCode;
     });
 
