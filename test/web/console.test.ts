@@ -115,8 +115,9 @@ test.serial('log in, create a project and a token, submit a real snapshot, find 
   t.regex((await page.textContent(`${retention} .error`)) ?? '', /"soon" is not a retention/);
   await page.fill(`${retention} input[name=max_age]`, '90d');
   await page.click(`${retention} button[type=submit]`);
-  // The page redraws with the stored value.
-  await page.waitForFunction(`document.querySelector('tr[data-project=webapp] form.retention input')?.value === '90d'`);
+  // The page redraws with the stored value (polled from here: the console's CSP forbids eval).
+  for (let i = 0; i < 100 && (await page.inputValue(`${retention} input[name=max_age]`).catch(() => '')) !== '90d'; i++) await page.waitForTimeout(100);
+  t.is(await page.inputValue(`${retention} input[name=max_age]`), '90d');
   t.is((await s.store.getProject(s.project.universeId, 'webapp'))!.retentionSeconds, 90 * 86_400);
   await screenshot(page, '03b-admin-projects');
 
