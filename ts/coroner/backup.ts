@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { fsyncPath } from '../store/sqlite-ops.js';
 import { AdminError } from './admin.js';
 
 /** The databases of a data folder, in the order they are copied. */
@@ -116,13 +117,4 @@ function realDestination(destination: string): string {
     existing = path.dirname(existing);
   }
   return path.join(fs.realpathSync(existing), ...missing);
-}
-
-function fsyncPath(file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

@@ -564,8 +564,8 @@ export function prepareBlob(dataDir: string, data: Uint8Array): PreparedBlob {
   // A directory made just now must itself be recorded in its parent before we rely on it.
   const madeFrom = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (madeFrom !== undefined) {
-    fsyncDir(path.dirname(dir));
-    if (madeFrom !== dir) fsyncDir(dataDir);
+    fsyncPath(path.dirname(dir));
+    if (madeFrom !== dir) fsyncPath(dataDir);
   }
   const tmp = path.join(dir, `.${id}${PARTIAL_BLOB_SUFFIX}`);
   const fd = fs.openSync(tmp, 'wx', 0o600);
@@ -583,11 +583,12 @@ export function prepareBlob(dataDir: string, data: Uint8Array): PreparedBlob {
     fs.rmSync(tmp, { force: true });
     throw err;
   }
-  fsyncDir(dir);
+  fsyncPath(dir);
   return { size: data.length, file: rel };
 }
 
-function fsyncDir(dir: string): void {
+/** fsyncs a file, or a folder (so that the names made in it are on disk). */
+export function fsyncPath(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {
     fs.fsyncSync(fd);
