@@ -60,35 +60,51 @@ const SUMMARY_FRAMES = 12;
 export async function triage(command: string[], options: TriageOptions): Promise<TriageResult> {
   if (command.length === 0) throw new InputError('give the command to run after --, e.g. coresnap triage -- npm test');
   if (process.geteuid?.() !== 0) throw new InputError('triage points /proc/sys/kernel/core_pattern at its own folder for the run and needs root (in CI: sudo -E coresnap triage -- ...)');
+  const runAs = options.user === undefined ? undefined : userIds(options.user);
   const ownFolder = options.cores === undefined;
   const cores = path.resolve(options.cores ?? fs.mkdtempSync(path.join(os.tmpdir(), 'coresnap-triage-')));
-  fs.mkdirSync(cores, { recursive: true });
-  // The kernel writes a core as the crashing process's user: any user, as in /tmp.
-  if (ownFolder) fs.chmodSync(cores, 0o1777);
-  const pattern = `${cores}/core.%p`;
-  if (pattern.length > CORE_PATTERN_MAX) throw new InputError(`the core folder's path is too long for core_pattern (${CORE_PATTERN_MAX} characters at most): ${cores}`);
-  const before = new Set(fs.readdirSync(cores));
-
-  const runAs = options.user === undefined ? undefined : userIds(options.user);
-  const previous = readCorePattern();
-  fs.writeFileSync(CORE_PATTERN, `${pattern}\n`);
-  let outcome: { code: number | null; signal: NodeJS.Signals | null };
   try {
-    outcome = await run(command, options.json === true, runAs);
-  } finally {
-    fs.writeFileSync(CORE_PATTERN, `${previous}\n`);
-  }
-  const exitCode = outcome.code ?? 128 + (outcome.signal ? os.constants.signals[outcome.signal] : 0);
+    fs.mkdirSync(cores, { recursive: true });
+    // The kernel writes a core as the crashing process's user: any user, as in /tmp.
+    if (ownFolder) fs.chmodSync(cores, 0o1777);
+    const pattern = `${cores}/core.%p`;
+    if (pattern.length > CORE_PATTERN_MAX) throw new InputError(`the core folder's path is too long for core_pattern (${CORE_PATTERN_MAX} characters at most): ${cores}`);
+    const before = new Set(fs.readdirSync(cores));
 
-  const found = fs
-    .readdirSync(cores)
-    .filter((f) => /^core\.\d+$/.test(f) && !before.has(f))
-    .map((f) => path.join(cores, f))
-    .sort((a, b) => fs.statSync(a).mtimeMs - fs.statSync(b).mtimeMs);
-  if (options.snapshots) fs.mkdirSync(options.snapshots, { recursive: true });
-  const crashes = found.map((core) => analyse(core, options.snapshots));
-  if (ownFolder) fs.rmSync(cores, { recursive: true, force: true });
-  return { command, exitCode, signal: outcome.signal, crashes };
+    const previous = readCorePattern();
+    setCorePattern(pattern);
+    let outcome: { code: number | null; signal: NodeJS.Signals | null };
+    try {
+      outcome = await run(command, options.json === true, runAs);
+    } finally {
+      setCorePattern(previous);
+    }
+    const exitCode = outcome.code ?? 128 + (outcome.signal ? os.constants.signals[outcome.signal] : 0);
+
+    const found = fs
+      .readdirSync(cores)
+      .filter((f) => /^core\.\d+$/.test(f) && !before.has(f))
+      .map((f) => path.join(cores, f))
+      .sort((a, b) => fs.statSync(a).mtimeMs - fs.statSync(b).mtimeMs);
+    if (options.snapshots) fs.mkdirSync(options.snapshots, { recursive: true });
+    const crashes = found.map((core) => analyse(core, options.snapshots));
+    return { command, exitCode, signal: outcome.signal, crashes };
+  } finally {
+    if (ownFolder) fs.rmSync(cores, { recursive: true, force: true });
+  }
+}
+
+function setCorePattern(pattern: string): void {
+  try {
+    fs.writeFileSync(CORE_PATTERN, `${pattern}\n`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InputError(
+      code === 'EROFS' || code === 'EACCES' || code === 'EPERM'
+        ? `cannot set ${CORE_PATTERN} (${code}): inside a container it is the host's; run the job privileged, or triage on the host`
+        : `cannot set ${CORE_PATTERN}: ${(err as Error).message}`,
+    );
+  }
 }
 
 /**
