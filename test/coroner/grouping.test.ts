@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
+import { LOCK_FILE } from '../daemon/helpers/core-pattern.js';
 import { CompiledGroupingRules, callstackOf, explainFingerprint, groupReport } from '../../ts/grouping/fingerprint.js';
 import { DEFAULT_GROUPING_RULES, parseGroupingRules } from '../../ts/grouping/rules.js';
 import { corpusDir } from '../helpers/corpus.js';
@@ -33,7 +34,9 @@ async function submitFile(file: string): Promise<{ rxid: string; fingerprint: st
 /** Compiles crash.c and crashes it in `dir`; returns the core and the executable. */
 async function crashOnce(dir: string, exe: string): Promise<{ core: string; exe: string }> {
   fs.mkdirSync(dir, { recursive: true });
-  const r = await execFileP('/bin/sh', ['-c', `ulimit -c unlimited; exec "${exe}"`], { cwd: dir });
+  // A shared hold of the core_pattern lock the daemon tests take: no test points core_pattern
+  // elsewhere while this core is being made.
+  const r = await execFileP('flock', ['-s', '-w', '600', LOCK_FILE, '/bin/sh', '-c', `ulimit -c unlimited; exec "${exe}"`], { cwd: dir });
   const core = fs.readdirSync(dir).find((f) => f === 'core' || f.startsWith('core.'));
   if (!core) throw new Error(`the crash program left no core in ${dir} (exit ${r.code}; core_pattern must be "core"): ${r.stderr}`);
   return { core: path.join(dir, core), exe };

@@ -6,8 +6,11 @@
  * snapshot (`ptrace`) when asked, adds a summary to the job's page (`$GITHUB_STEP_SUMMARY`, or
  * `--summary FILE`), and exits with the command's own status (128 + the signal when it was killed).
  * core_pattern is the machine's, so this needs root; it is set for the run and given back when the
- * command ends, whatever way it ends (a SIGKILL of this process is the one thing it cannot undo).
- * While the command runs, a crash of any process on the machine lands in the folder too.
+ * command ends, whatever way it ends (a SIGKILL of this process is the one thing it cannot undo),
+ * unless someone else changed it meanwhile. While the command runs, a crash of any process of this
+ * machine's mount namespace lands in the folder too. With `--user`, the command and the analysis
+ * (bt, ptrace, the snapshots they write) run as that user, with its groups and home: root only
+ * sets core_pattern and reads nothing a user could have planted.
  */
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -29,7 +32,7 @@ export interface TriageOptions {
   json?: boolean;
   /** Exit 1 when something crashed even though the command succeeded. */
   failOnCrash?: boolean;
-  /** Run the command as this user (name or uid) rather than as root: `sudo coresnap triage --user "$USER" -- ...`. */
+  /** Run the command, and the analysis, as this user rather than as root: `sudo coresnap triage --user "$USER" -- ...`. */
   user?: string;
 }
 
@@ -56,20 +59,41 @@ export interface TriageResult {
 }
 
 const SUMMARY_FRAMES = 12;
+/** Crashes detailed on the job page (GitHub drops a summary over 1 MiB whole). */
+const SUMMARY_CRASHES = 20;
+/** How long bt or ptrace may take over one core before it is given up. */
+const ANALYSIS_TIMEOUT_MS = 120_000;
+
+/** A user to run as: ids, name and home from the passwd database. */
+interface RunAs {
+  uid: number;
+  gid: number;
+  name: string;
+  home: string;
+}
 
 export async function triage(command: string[], options: TriageOptions): Promise<TriageResult> {
   if (command.length === 0) throw new InputError('give the command to run after --, e.g. coresnap triage -- npm test');
   if (process.geteuid?.() !== 0) throw new InputError('triage points /proc/sys/kernel/core_pattern at its own folder for the run and needs root (in CI: sudo -E coresnap triage -- ...)');
-  const runAs = options.user === undefined ? undefined : userIds(options.user);
+  const runAs = options.user === undefined ? undefined : lookUpUser(options.user);
   const ownFolder = options.cores === undefined;
   const cores = path.resolve(options.cores ?? fs.mkdtempSync(path.join(os.tmpdir(), 'coresnap-triage-')));
+  // The snapshots of a run without --snapshots: a folder of its own, readable by the analysing user only.
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'coresnap-triage-snapshots-'));
   try {
     fs.mkdirSync(cores, { recursive: true });
     // The kernel writes a core as the crashing process's user: any user, as in /tmp.
-    if (ownFolder) fs.chmodSync(cores, 0o1777);
-    const pattern = `${cores}/core.%p`;
-    if (pattern.length > CORE_PATTERN_MAX) throw new InputError(`the core folder's path is too long for core_pattern (${CORE_PATTERN_MAX} characters at most): ${cores}`);
+    fs.chmodSync(cores, 0o1777);
+    const pattern = `${cores}/core.%P.%t`;
+    if (Buffer.byteLength(pattern) > CORE_PATTERN_MAX) throw new InputError(`the core folder's path is too long for core_pattern (${CORE_PATTERN_MAX} bytes at most): ${cores}`);
+    if (cores.includes('%')) throw new InputError(`the core folder's path may not hold a %, which core_pattern would read as a specifier: ${cores}`);
     const before = new Set(fs.readdirSync(cores));
+    const snapshots = options.snapshots ? path.resolve(options.snapshots) : scratch;
+    fs.mkdirSync(snapshots, { recursive: true });
+    if (runAs) {
+      fs.chownSync(scratch, runAs.uid, runAs.gid);
+      if (options.snapshots) fs.chownSync(snapshots, runAs.uid, runAs.gid);
+    }
 
     const previous = readCorePattern();
     setCorePattern(pattern);
@@ -77,19 +101,23 @@ export async function triage(command: string[], options: TriageOptions): Promise
     try {
       outcome = await run(command, options.json === true, runAs);
     } finally {
-      setCorePattern(previous);
+      // Someone else's change meanwhile (coresnap install, another triage) is theirs to undo.
+      if (readCorePattern() === pattern) setCorePattern(previous);
     }
     const exitCode = outcome.code ?? 128 + (outcome.signal ? os.constants.signals[outcome.signal] : 0);
 
-    const found = fs
-      .readdirSync(cores)
-      .filter((f) => /^core\.\d+$/.test(f) && !before.has(f))
-      .map((f) => path.join(cores, f))
-      .sort((a, b) => fs.statSync(a).mtimeMs - fs.statSync(b).mtimeMs);
-    if (options.snapshots) fs.mkdirSync(options.snapshots, { recursive: true });
-    const crashes = found.map((core) => analyse(core, options.snapshots));
+    const found: Array<{ file: string; mtime: number }> = [];
+    for (const name of fs.readdirSync(cores)) {
+      if (!/^core\.\d+\.\d+$/.test(name) || before.has(name)) continue;
+      // Only what the kernel wrote: a regular file, not a link someone planted in the open folder.
+      const st = fs.lstatSync(path.join(cores, name), { throwIfNoEntry: false });
+      if (st?.isFile()) found.push({ file: path.join(cores, name), mtime: st.mtimeMs });
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    const crashes = found.map(({ file }) => analyse(file, snapshots, options.snapshots !== undefined, runAs));
     return { command, exitCode, signal: outcome.signal, crashes };
   } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
     if (ownFolder) fs.rmSync(cores, { recursive: true, force: true });
   }
 }
@@ -97,6 +125,7 @@ export async function triage(command: string[], options: TriageOptions): Promise
 function setCorePattern(pattern: string): void {
   try {
     fs.writeFileSync(CORE_PATTERN, `${pattern}\n`);
+    if (readCorePattern() !== pattern) throw new Error(`the kernel kept "${readCorePattern()}"`);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new InputError(
@@ -111,12 +140,10 @@ function setCorePattern(pattern: string): void {
  * Runs `command` with the core size limit raised as far as the hard limit allows, its output
  * shared with ours (its standard output sent to our standard error when ours carries JSON).
  */
-function run(command: string[], keepStdoutClean: boolean, runAs: { uid: number; gid: number } | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+function run(command: string[], keepStdoutClean: boolean, runAs: RunAs | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', 'ulimit -c unlimited 2>/dev/null || ulimit -c "$(ulimit -H -c)"; exec "$@"', 'coresnap-triage', ...command], {
-      stdio: ['inherit', keepStdoutClean ? 2 : 'inherit', 'inherit'],
-      ...(runAs ?? {}),
-    });
+    const [file, args] = asUser(runAs, '/bin/sh', ['-c', 'ulimit -c unlimited 2>/dev/null || ulimit -c "$(ulimit -H -c)"; exec "$@"', 'coresnap-triage', ...command]);
+    const child = spawn(file, args, { stdio: ['inherit', keepStdoutClean ? 2 : 'inherit', 'inherit'], env: envFor(runAs) });
     // A Ctrl-C or a CI cancel goes to the command; core_pattern is restored once it has ended.
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
     const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -135,37 +162,51 @@ function run(command: string[], keepStdoutClean: boolean, runAs: { uid: number; 
   });
 }
 
-/** A user's uid and primary gid, by name or number. */
-function userIds(user: string): { uid: number; gid: number } {
-  const id = (flag: '-u' | '-g') => {
-    const r = spawnSync('id', [flag, user], { encoding: 'utf8' });
-    const n = Number(r.stdout.trim());
-    if (r.status !== 0 || !Number.isInteger(n)) throw new InputError(`--user ${user}: there is no such user`);
-    return n;
-  };
-  return { uid: id('-u'), gid: id('-g') };
+/** A user's passwd entry, by name or uid. */
+function lookUpUser(user: string): RunAs {
+  const r = spawnSync('getent', ['passwd', user], { encoding: 'utf8' });
+  const fields = r.status === 0 ? r.stdout.split('\n')[0]!.split(':') : [];
+  if (fields.length < 7) throw new InputError(`--user ${user}: there is no such user in the passwd database`);
+  return { name: fields[0]!, uid: Number(fields[2]), gid: Number(fields[3]), home: fields[5]! };
 }
 
-function analyse(core: string, snapshotDir: string | undefined): TriageCrash {
-  const crash: TriageCrash = { core, pid: Number(path.basename(core).slice('core.'.length)) || null, application: null, signal: null, frames: [], backtrace: '' };
-  const bt = spawnSync(findNativeTool('bt'), [core], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
-  crash.backtrace = bt.stdout ?? '';
-  if (bt.status !== 0) crash.error = (bt.stderr || `bt exited with ${bt.status}`).trim();
-  const snapshot = snapshotDir ? path.join(snapshotDir, `${path.basename(core)}.json`) : path.join(os.tmpdir(), `coresnap-triage-${process.pid}-${path.basename(core)}.json`);
-  const ptrace = spawnSync(findNativeTool('ptrace'), [core, '-o', snapshot], { encoding: 'utf8' });
-  if (ptrace.status !== 0) {
-    crash.error ??= (ptrace.stderr || `ptrace exited with ${ptrace.status}`).trim();
-    return crash;
-  }
+/** `file args` as `runAs` (with its supplementary groups), or as is. */
+function asUser(runAs: RunAs | undefined, file: string, args: string[]): [string, string[]] {
+  if (!runAs) return [file, args];
+  return ['setpriv', [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, '--init-groups', '--', file, ...args]];
+}
+
+function envFor(runAs: RunAs | undefined): NodeJS.ProcessEnv {
+  return runAs ? { ...process.env, HOME: runAs.home, USER: runAs.name, LOGNAME: runAs.name } : process.env;
+}
+
+/** bt's text and ptrace's snapshot of one core; what goes wrong is said on the crash, not thrown. */
+function analyse(core: string, snapshotDir: string, keep: boolean, runAs: RunAs | undefined): TriageCrash {
+  const pid = Number(/^core\.(\d+)\./.exec(path.basename(core))?.[1]);
+  const crash: TriageCrash = { core, pid: Number.isInteger(pid) ? pid : null, application: null, signal: null, frames: [], backtrace: '' };
+  const tool = (name: 'bt' | 'ptrace', args: string[]) => {
+    const [file, argv] = asUser(runAs, findNativeTool(name), args);
+    return spawnSync(file, argv, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: ANALYSIS_TIMEOUT_MS, env: envFor(runAs) });
+  };
+  const failure = (name: string, r: ReturnType<typeof spawnSync>) =>
+    (r.error ? `${name}: ${r.error.message}` : String(r.stderr || '').trim() || `${name} exited with ${r.status ?? r.signal}`);
   try {
+    const bt = tool('bt', [core]);
+    crash.backtrace = String(bt.stdout ?? '');
+    if (bt.status !== 0) crash.error = failure('bt', bt);
+    const snapshot = path.join(snapshotDir, `${path.basename(core)}.json`);
+    const ptrace = tool('ptrace', [core, '-o', snapshot]);
+    if (ptrace.status !== 0) {
+      crash.error ??= failure('ptrace', ptrace);
+      return crash;
+    }
     const report = JSON.parse(fs.readFileSync(snapshot, 'utf8')) as SnapshotShape;
     crash.application = typeof report.attributes?.application === 'string' ? report.attributes.application : null;
     crash.signal = report.signal?.name ?? null;
-    const stack = report.threads?.[report.mainThread ?? '']?.stack ?? [];
-    crash.frames = stack.map(frameText);
-  } finally {
-    if (snapshotDir) crash.snapshot = snapshot;
-    else fs.rmSync(snapshot, { force: true });
+    crash.frames = (report.threads?.[report.mainThread ?? '']?.stack ?? []).map(frameText);
+    if (keep) crash.snapshot = snapshot;
+  } catch (err) {
+    crash.error ??= (err as Error).message;
   }
   return crash;
 }
@@ -209,15 +250,24 @@ export function renderTriage(result: TriageResult): string {
 /** The job page's Markdown: the faulting thread of each crash. */
 export function summaryMarkdown(result: TriageResult): string {
   const n = result.crashes.length;
-  const out = [`### coresnap: ${n === 0 ? 'no crashes' : `${n} crash${n === 1 ? '' : 'es'}`} during \`${shellWords(result.command).replace(/`/g, "'")}\` (exit ${result.exitCode})`, ''];
-  for (const c of result.crashes) {
-    out.push(`**${c.application ?? '?'}** (pid ${c.pid ?? '?'}) ${c.signal ?? 'crashed'}`, '', '```');
+  // One line, and not too long: a `run: |` block is many.
+  let shown = shellWords(result.command).replace(/\s+/g, ' ').replace(/`/g, "'").trim();
+  if (shown.length > 120) shown = `${shown.slice(0, 117)}...`;
+  const out = [`### coresnap: ${n === 0 ? 'no crashes' : `${n} crash${n === 1 ? '' : 'es'}`} during \`${shown}\` (exit ${result.exitCode})`, ''];
+  for (const c of result.crashes.slice(0, SUMMARY_CRASHES)) {
+    out.push(`**${markdownText(c.application ?? '?')}** (pid ${c.pid ?? '?'}) ${c.signal ?? 'crashed'}`, '', '```');
     out.push(...c.frames.slice(0, SUMMARY_FRAMES).map((f, i) => `#${i} ${f}`));
     if (c.frames.length > SUMMARY_FRAMES) out.push(`... ${c.frames.length - SUMMARY_FRAMES} more`);
     if (c.frames.length === 0) out.push(c.error ?? '(no frames)');
     out.push('```', '');
   }
+  if (n > SUMMARY_CRASHES) out.push(`... and ${n - SUMMARY_CRASHES} more in the job log.`, '');
   return `${out.join('\n')}\n`;
+}
+
+/** Text shown as is in Markdown: its markup characters escaped. */
+function markdownText(text: string): string {
+  return text.replace(/[\\`*_[\]<>#|]/g, (c) => `\\${c}`);
 }
 
 /** The command as one would type it: words with spaces or quotes quoted. */

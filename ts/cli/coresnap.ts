@@ -5,7 +5,8 @@
  *   coresnap uninstall [-c FILE]                  give core_pattern back
  *   coresnap list [-c FILE] [--all] [--json]      what is waiting (pending/, sending/)
  *   coresnap retry [-c FILE] <state>/<uuid-prefix>  redo one item
- *   coresnap triage [--snapshots DIR] [--summary F] -- <command...>   a CI step: run it, backtrace its crashes
+ *   coresnap triage [--user U] [--snapshots DIR] [--summary F] [--cores DIR] [--fail-on-crash] [--json] -- <command...>
+ *                                                  a CI step: run it, backtrace its crashes
  */
 
 import fs from 'node:fs';
@@ -125,7 +126,15 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : renderTriage(result));
       const summary = opts.summary ?? process.env.GITHUB_STEP_SUMMARY;
       try {
-        if (summary) fs.appendFileSync(summary, summaryMarkdown(result));
+        // As root, into a file the job's user may control: never through a symbolic link.
+        if (summary) {
+          const fd = fs.openSync(summary, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644);
+          try {
+            fs.writeSync(fd, summaryMarkdown(result));
+          } finally {
+            fs.closeSync(fd);
+          }
+        }
       } catch (err) {
         // The backtraces are in the log already: a summary that cannot be written must not change the verdict.
         process.stderr.write(`coresnap: warning: cannot write the summary to ${summary}: ${(err as Error).message}\n`);

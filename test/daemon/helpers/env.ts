@@ -13,7 +13,7 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 import { packageRoot } from '../../../ts/native/index.js';
-import { TEST_ARCHIVE_PREFIX } from './core-pattern.js';
+import { LOCK_FILE, TEST_ARCHIVE_PREFIX } from './core-pattern.js';
 
 export const HANDLER = path.join(packageRoot, 'target', 'release', 'coresnap-handler');
 export const COREDSNAPD = path.join(packageRoot, 'bin', 'coresnapd');
@@ -84,7 +84,9 @@ export function makeCore(exe: string, dir: string, mode = 'segv'): string {
   fs.mkdirSync(dir, { recursive: true });
   fs.rmSync(path.join(dir, 'core'), { force: true });
   try {
-    execFileSync('sh', ['-c', `ulimit -c unlimited; exec "${exe}" ${mode}`], { cwd: dir, stdio: 'ignore' });
+    // A shared hold of the core_pattern lock: no test that points core_pattern elsewhere (the
+    // triage tests catch every crash) runs while this core is being made.
+    execFileSync('flock', ['-s', '-w', '600', LOCK_FILE, 'sh', '-c', `ulimit -c unlimited; exec "${exe}" ${mode}`], { cwd: dir, stdio: 'ignore' });
   } catch {
     // It crashed, as asked.
   }
