@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import type { Command } from 'commander';
 import { bootstrap, DEFAULT_LISTEN, DEFAULT_UNIVERSE, defaultDataDir, syncClientConfig } from '../coroner/admin.js';
-import { createCoronerServer, DEFAULT_LIMITS } from '../server/server.js';
+import { bodyBudgetProblem, createCoronerServer, DEFAULT_LIMITS } from '../server/server.js';
 import { openSqliteStore } from '../store/sqlite.js';
 import { InputError, UsageError } from './errors.js';
 
@@ -59,10 +59,12 @@ export function registerServe(program: Command): void {
       const maxSubmissionBytes = positiveInt('--max-submission-bytes', opts.maxSubmissionBytes);
       const maxBufferedBodyBytes = positiveInt('--max-buffered-bytes', opts.maxBufferedBytes);
       const rate = positiveInt('--rate-limit', opts.rateLimit);
-      const largest = Math.max(maxSubmissionBytes ?? DEFAULT_LIMITS.maxSubmissionBytes, DEFAULT_LIMITS.maxApiBodyBytes);
-      if (maxBufferedBodyBytes && maxBufferedBodyBytes < largest) {
-        throw new UsageError(`--max-buffered-bytes ${maxBufferedBodyBytes} is below the largest body accepted (${largest}): such a body would be refused for ever`);
-      }
+      const tooSmall = bodyBudgetProblem({
+        ...DEFAULT_LIMITS,
+        ...(maxSubmissionBytes !== undefined ? { maxSubmissionBytes } : {}),
+        ...(maxBufferedBodyBytes !== undefined ? { maxBufferedBodyBytes } : {}),
+      });
+      if (tooSmall) throw new UsageError(`--max-buffered-bytes: ${tooSmall}, which would be refused for ever`);
       const dataDir = opts.data ?? defaultDataDir();
       const store = await openSqliteStore({ dataDir });
       const { universe, created } = await bootstrap(store, opts.universe);

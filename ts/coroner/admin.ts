@@ -180,12 +180,17 @@ export async function bootstrap(store: Store, universeName: string, env: NodeJS.
   return { universe, created: { admin, password, passwordGenerated: !given, project, token: token! } };
 }
 
+/** Where a data folder's client configuration is. */
+export function clientConfigPath(dataDir: string): string {
+  return path.join(dataDir, 'coroner.cf');
+}
+
 /**
  * `<data>/coroner.cf`: written whole on first start (`firstToken` given), after that only its
  * `write` address is kept current (the user may have edited the rest).
  */
 export function syncClientConfig(dataDir: string, universe: string, writeUrl: string, firstToken?: ApiToken): string {
-  const file = path.join(dataDir, 'coroner.cf');
+  const file = clientConfigPath(dataDir);
   if (firstToken) writeClientConfig(file, universe, writeUrl, { [firstToken.name]: firstToken.id });
   else updateClientConfig(file, universe, writeUrl);
   return file;

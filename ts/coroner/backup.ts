@@ -11,12 +11,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { fsyncPath } from '../store/sqlite-ops.js';
-import { AdminError } from './admin.js';
+import { databasePath, fsyncPath } from '../store/sqlite-ops.js';
+import { workflowsDatabasePath } from '../workflows/store.js';
+import { AdminError, clientConfigPath } from './admin.js';
 
-/** The databases of a data folder, in the order they are copied. */
-const DATABASES = ['coroner.db', 'workflows.db'] as const;
-const CLIENT_CONFIG = 'coroner.cf';
+/** The databases of a data folder (where each is, given the folder), in the order they are copied. */
+const DATABASES = [databasePath, workflowsDatabasePath] as const;
 
 export interface BackupResult {
   from: string;
@@ -31,7 +31,7 @@ export interface BackupResult {
 
 export async function backupDataFolder(dataDir: string, destination: string): Promise<BackupResult> {
   const started = Date.now();
-  if (!fs.existsSync(path.join(dataDir, 'coroner.db'))) throw new AdminError(`There is no coroner data folder at ${path.resolve(dataDir)} (no coroner.db).`);
+  if (!fs.existsSync(databasePath(dataDir))) throw new AdminError(`There is no coroner data folder at ${path.resolve(dataDir)} (no coroner.db).`);
   const from = fs.realpathSync(dataDir);
   const to = realDestination(destination);
   if (to === from || to.startsWith(`${from}${path.sep}`)) throw new AdminError('The backup cannot go inside the data folder it copies.');
@@ -45,8 +45,9 @@ export async function backupDataFolder(dataDir: string, destination: string): Pr
   if (madeFrom !== undefined) fsyncPath(path.dirname(to));
 
   const databases: string[] = [];
-  for (const name of DATABASES) {
-    const source = path.join(from, name);
+  for (const where of DATABASES) {
+    const source = where(from);
+    const target = where(to);
     if (!fs.existsSync(source)) continue;
     const db = new Database(source, { fileMustExist: true });
     try {
@@ -54,17 +55,17 @@ export async function backupDataFolder(dataDir: string, destination: string): Pr
       // All pages in one step: a snapshot of one read transaction, which the server's commits
       // do not disturb (a backup taken in small steps starts over at every commit, so under
       // steady ingestion it would never end).
-      await db.backup(path.join(to, name), { progress: () => ALL_PAGES });
+      await db.backup(target, { progress: () => ALL_PAGES });
     } finally {
       db.close();
     }
-    fs.chmodSync(path.join(to, name), 0o600);
-    fsyncPath(path.join(to, name));
-    databases.push(name);
+    fs.chmodSync(target, 0o600);
+    fsyncPath(target);
+    databases.push(path.basename(target));
   }
 
   // Exactly the blob files the copied database refers to (names the server made: blobs/xx/<hex>).
-  const copy = new Database(path.join(to, 'coroner.db'), { readonly: true });
+  const copy = new Database(databasePath(to), { readonly: true });
   const files = (copy.prepare(`SELECT file FROM blobs WHERE file IS NOT NULL`).all() as Array<{ file: string }>).map((r) => r.file);
   copy.close();
   let blobFiles = 0;
@@ -91,11 +92,11 @@ export async function backupDataFolder(dataDir: string, destination: string): Pr
     blobFiles++;
     blobBytes += fs.statSync(target).size;
   }
-  const config = path.join(from, CLIENT_CONFIG);
+  const config = clientConfigPath(from);
   if (fs.existsSync(config)) {
-    fs.copyFileSync(config, path.join(to, CLIENT_CONFIG));
-    fs.chmodSync(path.join(to, CLIENT_CONFIG), 0o600);
-    fsyncPath(path.join(to, CLIENT_CONFIG));
+    fs.copyFileSync(config, clientConfigPath(to));
+    fs.chmodSync(clientConfigPath(to), 0o600);
+    fsyncPath(clientConfigPath(to));
   }
   // The new names, not only the files' bytes, must be on disk.
   for (const dir of madeDirs) fsyncPath(dir);

@@ -7,13 +7,11 @@
  * 2 the command line was wrong, 70 a bug.
  */
 
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 
 import { Command, CommanderError } from 'commander';
 
 import { exitWithError, ExitCode } from '../cli/errors.js';
-import { packageRoot } from '../native/index.js';
+import { coresnapVersion } from '../native/index.js';
 import { deleteCommand } from './delete.js';
 import { describeCommand } from './describe.js';
 import { getCommand } from './get.js';
@@ -23,19 +21,10 @@ import { logoutCommand } from './logout.js';
 import { putCommand } from './put.js';
 import { setCommand } from './set.js';
 
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
-
 export function program(): Command {
   const root = new Command('morgue')
     .description('query and manage crash objects on a coroner (Backtrace-compatible)')
-    .version(version(), '-V, --version')
+    .version(coresnapVersion(), '-V, --version')
     .showSuggestionAfterError(true)
     .exitOverride()
     // commander would print its own errors; exitWithError prints them once, as `morgue: ...`.

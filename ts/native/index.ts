@@ -89,6 +89,16 @@ function findPackageRoot(start: string): string {
   }
 }
 
+/** coresnap's version, from its package.json ('unknown' when that cannot be read). */
+export function coresnapVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 /** `x64` or `arm64`, as npm and napi-rs name them. */
 export function currentArch(): string {
   return process.arch;

@@ -15,12 +15,11 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import zlib from 'node:zlib';
 import { RetentionService, type RetentionOptions } from '../coroner/retention.js';
 import { DiskFullError, StoreError, type Store, type Universe } from '../store/types.js';
 import { mountAdmin } from './admin.js';
-import { packageRoot } from '../native/index.js';
+import { coresnapVersion } from '../native/index.js';
 import { DEFAULT_SESSION_TTL_SECONDS } from './auth.js';
 import {
   HttpError,
@@ -46,6 +45,18 @@ export interface ServerLimits extends SubmissionLimits {
    * slow clients down instead of exhausting the server's memory (0 = no limit).
    */
   maxBufferedBodyBytes: number;
+}
+
+/**
+ * Why `limits` cannot work, or undefined: a body budget below the largest body accepted would
+ * refuse such a body with 429 for ever, and its client would retry for ever.
+ */
+export function bodyBudgetProblem(limits: ServerLimits): string | undefined {
+  const largest = Math.max(limits.maxSubmissionBytes, limits.maxApiBodyBytes);
+  if (limits.maxBufferedBodyBytes > 0 && limits.maxBufferedBodyBytes < largest) {
+    return `the body budget (${limits.maxBufferedBodyBytes} bytes) is below the largest body accepted (${largest})`;
+  }
+  return undefined;
 }
 
 /** What one request holds of the body budget; `released` once its response has ended. */
@@ -86,13 +97,6 @@ class ClientGoneError extends Error {
 
 const BUSY_WITH_UPLOADS = () =>
   new HttpError(429, 'The server is busy receiving other large uploads; retry shortly.', undefined, { 'Retry-After': '5' });
-
-let version: string | undefined;
-/** coresnap's version, from its package.json (read once). */
-function coresnapVersion(): string {
-  version ??= (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
-  return version;
-}
 
 /** What a 507 (the disk is full) suggests as `Retry-After`. */
 const DISK_FULL_RETRY_SECONDS = 60;
@@ -148,11 +152,8 @@ export async function createCoronerServer(options: CoronerServerOptions): Promis
   const universe = await store.getUniverse(options.universe);
   if (!universe) throw new StoreError(`There is no universe named "${options.universe}" in this data folder.`);
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
-  const largestBody = Math.max(limits.maxSubmissionBytes, limits.maxApiBodyBytes);
-  if (limits.maxBufferedBodyBytes > 0 && limits.maxBufferedBodyBytes < largestBody) {
-    // A body between the two would be refused with 429 for ever, and its client would retry for ever.
-    throw new RangeError(`maxBufferedBodyBytes (${limits.maxBufferedBodyBytes}) must be at least the largest body accepted (${largestBody}).`);
-  }
+  const tooSmall = bodyBudgetProblem(limits);
+  if (tooSmall) throw new RangeError(tooSmall);
   const sessionTtlSeconds = options.sessionTtlSeconds ?? DEFAULT_SESSION_TTL_SECONDS;
   const log = options.log ?? ((line: string) => process.stderr.write(`coroner: ${line}\n`));
   const router = new Router();

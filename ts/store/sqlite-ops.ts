@@ -528,25 +528,22 @@ const PARTIAL_BLOB_SUFFIX = '.tmp';
  * Removes blob files a crash left half-written (`blobs/xx/.<id>.tmp`): no row ever refers to
  * them. Run when the store opens, before any writer could be making one.
  */
-export function removePartialBlobs(dataDir: string): number {
+export function removePartialBlobs(dataDir: string): void {
   const root = path.join(dataDir, 'blobs');
-  let removed = 0;
   let dirs: string[];
   try {
     dirs = fs.readdirSync(root);
   } catch {
-    return 0;
+    return;
   }
   for (const d of dirs) {
     if (!/^[0-9a-f]{2}$/.test(d)) continue;
     for (const f of fs.readdirSync(path.join(root, d))) {
       if (f.startsWith('.') && f.endsWith(PARTIAL_BLOB_SUFFIX)) {
         fs.rmSync(path.join(root, d, f), { force: true });
-        removed++;
       }
     }
   }
-  return removed;
 }
 
 /** A blob about to be stored: inline bytes, or a file already written and synced. */

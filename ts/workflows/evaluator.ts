@@ -193,14 +193,14 @@ export class Evaluator {
     // Without integrations, the inserts' fingerprints are all a pass needs. At start-up (no
     // events) a project with a cursor is read from it once: crashes stored just before a stop
     // may still have a group to reopen.
+    let cursor = await workflows.getCursor(projectId);
     if (fingerprints !== null) {
       const fromEvents = fingerprints !== undefined;
-      if ((fromEvents || !(await workflows.getCursor(projectId))) && (await workflows.forgetProgressIfUnwatched(projectId))) {
+      if ((fromEvents || !cursor) && (await workflows.forgetProgressIfUnwatched(projectId))) {
         if (fromEvents && fingerprints.size > 0) await this.reopenResolved(project, fingerprints);
         return;
       }
     }
-    let cursor = await workflows.getCursor(projectId);
     if (cursor && cursor.projectCreatedAt !== project.createdAt) {
       // The id was reused by a project created after the old one was deleted.
       await workflows.forgetProject(projectId);
@@ -225,10 +225,14 @@ export class Evaluator {
   private async reopenResolved(project: Project, fingerprints: Set<string>): Promise<void> {
     const { store } = this.options;
     for (const { fingerprint, state } of await store.listGroupStates(project.id)) {
-      if (state !== 'resolved' || !fingerprints.has(fingerprint)) continue;
-      await store.setGroupState(project.id, fingerprint, 'open');
-      this.options.onGroupReopened?.(project.id, fingerprint);
+      if (state === 'resolved' && fingerprints.has(fingerprint)) await this.reopen(project, fingerprint);
     }
+  }
+
+  /** A resolved group seen again: open, and the query engine told. */
+  private async reopen(project: Project, fingerprint: string): Promise<void> {
+    await this.options.store.setGroupState(project.id, fingerprint, 'open');
+    this.options.onGroupReopened?.(project.id, fingerprint);
   }
 
   /**
@@ -330,10 +334,7 @@ export class Evaluator {
       thresholds: [...touchedThresholds].map((k) => thresholds.get(k)!),
       deliveries,
     });
-    for (const fp of reopened) {
-      await store.setGroupState(project.id, fp, 'open');
-      this.options.onGroupReopened?.(project.id, fp);
-    }
+    for (const fp of reopened) await this.reopen(project, fp);
     if (deliveries.length > 0) this.options.onQueued?.();
     return next;
   }

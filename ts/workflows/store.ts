@@ -259,13 +259,18 @@ const toGroup = (r: GroupRow): GroupStats => ({
 
 const toCursor = (r: CursorRow): ProjectCursor => ({ projectId: r.project_id, projectCreatedAt: r.project_created_at, lastObjectId: r.last_object_id });
 
+/** Where a data folder's workflow database is. */
+export function workflowsDatabasePath(dataDir: string): string {
+  return path.join(dataDir, 'workflows.db');
+}
+
 export class SqliteWorkflowStore implements WorkflowStore {
   private closed = false;
   private readonly statements = new Map<string, Database.Statement>();
 
   static async open(dataDir: string): Promise<SqliteWorkflowStore> {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const db = new Database(path.join(dataDir, 'workflows.db'));
+    const db = new Database(workflowsDatabasePath(dataDir));
     db.pragma('journal_mode = WAL');
     // A delivery acknowledged as queued must survive a power cut, like a crash does.
     db.pragma('synchronous = FULL');
@@ -345,6 +350,8 @@ export class SqliteWorkflowStore implements WorkflowStore {
     return this.run(() =>
       this.db.transaction(() => {
         if (this.stmt(`SELECT 1 FROM integrations WHERE project_id = ? LIMIT 1`).get(projectId)) return false;
+        // Forgotten already (every pass of an unwatched project comes here): nothing to write.
+        if (!this.stmt(`SELECT 1 FROM cursors WHERE project_id = ?`).get(projectId)) return true;
         this.stmt(`DELETE FROM groups WHERE project_id = ?`).run(projectId);
         this.stmt(`DELETE FROM cursors WHERE project_id = ?`).run(projectId);
         return true;

@@ -121,13 +121,7 @@ pub fn snapshot(request: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
     let walks: Vec<_> = image
         .threads
         .iter()
-        .map(|t| {
-            let mut regs = Regs::new(uarch);
-            for (reg, value) in t.dwarf_registers(image.arch) {
-                regs.set(reg, value);
-            }
-            unwinder.unwind(&regs, &memory)
-        })
+        .map(|t| unwinder.unwind(&Regs::with_values(uarch, t.dwarf_registers(image.arch)), &memory))
         .collect();
     drop(attachment);
 

@@ -114,6 +114,9 @@ const DEFAULT_MAX_BYTES: u64 = 2 << 30;
 pub(crate) struct SectionCache {
     dir: PathBuf,
     max_bytes: u64,
+    /// The cache's size as this process last counted it plus what it stored since: the folder is
+    /// walked again only when that passes `max_bytes`, not on every store (None: not counted yet).
+    counted_bytes: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 impl SectionCache {
@@ -133,7 +136,7 @@ impl SectionCache {
             .ok()
             .and_then(|v| parse_size(&v))
             .unwrap_or(DEFAULT_MAX_BYTES);
-        Some(SectionCache { dir, max_bytes })
+        Some(SectionCache { dir, max_bytes, counted_bytes: Default::default() })
     }
 
     /// A cache in `dir` (created on first store) of at most `max_bytes`.
@@ -142,6 +145,7 @@ impl SectionCache {
         SectionCache {
             dir: dir.to_path_buf(),
             max_bytes,
+            counted_bytes: Default::default(),
         }
     }
 
@@ -210,17 +214,28 @@ impl SectionCache {
             return None;
         }
         let loaded = self.load(key);
-        self.trim(&path);
+        let stored = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mut counted = self.counted_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let over = match counted.as_mut() {
+            Some(total) => {
+                *total = total.saturating_add(stored);
+                *total > self.max_bytes
+            }
+            None => true,
+        };
+        if over {
+            *counted = Some(self.trim(&path));
+        }
         loaded
     }
 
     /// Removes the files used longest ago until the cache holds at most `max_bytes`, keeping
-    /// `keep` (the file just written) whatever its size.
-    fn trim(&self, keep: &Path) {
+    /// `keep` (the file just written) whatever its size; returns the size it then holds.
+    fn trim(&self, keep: &Path) -> u64 {
         let mut files = Vec::new();
         let mut total = 0u64;
         let Ok(folders) = fs::read_dir(&self.dir) else {
-            return;
+            return 0;
         };
         for folder in folders.flatten() {
             let Ok(entries) = fs::read_dir(folder.path()) else {
@@ -237,7 +252,7 @@ impl SectionCache {
             }
         }
         if total <= self.max_bytes {
-            return;
+            return total;
         }
         files.sort();
         for (_, len, path) in files {
@@ -253,6 +268,7 @@ impl SectionCache {
                 let _ = fs::remove_dir(folder);
             }
         }
+        total
     }
 }
 
@@ -424,7 +440,6 @@ mod tests {
                 .set_modified(an_hour_ago)
                 .unwrap();
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(cache.load(&keys[0]).is_some(), "a hit");
         cache.store(&keys[2], &data).expect("third stored");
         assert!(cache.load(&keys[0]).is_some(), "the file used last stays");

@@ -36,6 +36,15 @@ impl Regs {
         }
     }
 
+    /// A register set holding `values` (DWARF number, value), as a core or a live thread gives them.
+    pub fn with_values(arch: Arch, values: impl IntoIterator<Item = (u16, u64)>) -> Self {
+        let mut regs = Regs::new(arch);
+        for (dwarf, value) in values {
+            regs.set(dwarf, value);
+        }
+        regs
+    }
+
     /// Where register `index` (known or not) sits in `values`: after every known lower one.
     fn slot(&self, index: usize) -> usize {
         let below = (1u64 << index) - 1;

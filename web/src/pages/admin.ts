@@ -43,7 +43,8 @@ function retentionForm(ctx: PageContext, p: Project): HTMLFormElement {
   });
   return actionForm('retention', [input], 'Set', async () => {
     const text = input.value.trim();
-    await apiJson('PUT', `/api/admin/projects/${encodeURIComponent(p.name)}/retention`, {}, { max_age: text === '' || text === 'off' ? null : text });
+    // The server reads `off` (and what else it takes) itself.
+    await apiJson('PUT', `/api/admin/projects/${encodeURIComponent(p.name)}/retention`, {}, { max_age: text === '' ? null : text });
     ctx.refresh();
   });
 }

@@ -51,13 +51,7 @@ pub fn load_core_with(path: &Path, options: &CoreOptions) -> Core {
     let threads = image
         .threads
         .iter()
-        .map(|thread| {
-            let mut regs = Regs::new(arch);
-            for (number, value) in thread.dwarf_registers(image.arch) {
-                regs.set(number, value);
-            }
-            (thread.tid as u32, regs)
-        })
+        .map(|thread| (thread.tid as u32, Regs::with_values(arch, thread.dwarf_registers(image.arch))))
         .collect();
     Core {
         arch,
